@@ -1,0 +1,1 @@
+"""radgpt inference package."""

@@ -1,0 +1,1 @@
+"""radgpt integration package."""

@@ -1,0 +1,88 @@
+"""Errors of the integration package (codecs, pipeline, review, audit).
+
+```
+RadgptError                    base; ``retriable`` drives retry vs dead-letter in the workers
+├── InputError                 the input itself is bad: never retried, dead-lettered (CLI exit 2)
+│   ├── MessageParseError      not parseable as HL7 v2 or FHIR JSON at all
+│   ├── UnsupportedMessageError  parseable, but a message type/version we do not handle
+│   └── InvalidResourceError   FHIR resource that fails validation (type, required, status)
+├── RenderError                a write-back could not be built from the report (not retriable)
+├── StorageError               the database failed (retriable)
+├── PublishError               Kafka (or the FHIR sink) refused the output (retriable)
+├── ConflictError              a state change lost a race (e.g. draft already approved)
+├── NotFoundError              an entity does not exist
+└── AuthError                  missing/invalid credentials (401)
+    └── ForbiddenError         authenticated but not allowed (403)
+```
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "ConflictError",
+    "ForbiddenError",
+    "InputError",
+    "InvalidResourceError",
+    "MessageParseError",
+    "NotFoundError",
+    "PublishError",
+    "RadgptError",
+    "RenderError",
+    "StorageError",
+    "UnsupportedMessageError",
+]
+
+
+class RadgptError(Exception):
+    """Base of all radgpt integration errors."""
+
+    retriable: bool = False
+
+
+class InputError(RadgptError):
+    """The input message is bad; retrying cannot help."""
+
+
+class MessageParseError(InputError):
+    """The bytes are not a parseable HL7 v2 message or FHIR JSON document."""
+
+
+class UnsupportedMessageError(InputError):
+    """A well-formed message of a type or version this service does not handle."""
+
+
+class InvalidResourceError(InputError):
+    """A FHIR resource that does not validate (wrong type, missing element, bad code)."""
+
+
+class RenderError(RadgptError):
+    """A write-back message could not be built."""
+
+
+class StorageError(RadgptError):
+    """The database is unreachable or failed."""
+
+    retriable = True
+
+
+class PublishError(RadgptError):
+    """An output could not be published."""
+
+    retriable = True
+
+
+class ConflictError(RadgptError):
+    """A concurrent change won; the requested transition is no longer possible."""
+
+
+class NotFoundError(RadgptError):
+    """The requested entity does not exist."""
+
+
+class AuthError(RadgptError):
+    """Missing, malformed, expired or untrusted credentials."""
+
+
+class ForbiddenError(AuthError):
+    """The caller is authenticated but lacks the role for this action."""

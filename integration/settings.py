@@ -1,0 +1,144 @@
+"""Service configuration: one pydantic-settings class, read once at the entry point.
+
+Environment variables use the ``RADGPT_`` prefix and ``__`` for nesting, e.g.
+``RADGPT_KAFKA__BOOTSTRAP_SERVERS``, ``RADGPT_DATABASE__URL``, ``RADGPT_INFERENCE__URL``.
+Secrets are :class:`~pydantic.SecretStr` and can also come from files in ``secrets_dir``
+(Kubernetes Secret mounts).  Library code never reads the environment: entry points build a
+:class:`Settings` and pass the pieces down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "ApiSettings",
+    "AuthSettings",
+    "DatabaseSettings",
+    "FhirSinkSettings",
+    "InferenceSettings",
+    "KafkaSettings",
+    "PipelineSettings",
+    "Settings",
+    "TopicSettings",
+]
+
+
+class TopicSettings(BaseModel):
+    hl7_in: str = "radiology.hl7.oru"
+    fhir_in: str = "radiology.fhir.diagnosticreport"
+    hl7_out: str = "radiology.hl7.preliminary"
+    fhir_out: str = "radiology.fhir.preliminary"
+    dead_letter: str = "radiology.deadletter"
+
+
+class KafkaSettings(BaseModel):
+    """Kafka connection; the defaults point at the embedded broker used by the demo."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "radgpt"
+    group_id: str = "radgpt-impression-drafter"
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
+    # Real Kafka supports idempotent producers; the embedded Tansu broker does not.
+    enable_idempotence: bool = False
+    session_timeout_ms: int = 30_000
+    max_poll_interval_ms: int = 300_000
+
+
+class DatabaseSettings(BaseModel):
+    """SQLAlchemy async URL: ``postgresql+asyncpg://...`` in production, SQLite embedded."""
+
+    url: SecretStr = SecretStr("sqlite+aiosqlite:///radgpt.db")
+    pool_size: int = 5
+    echo: bool = False
+
+
+class InferenceSettings(BaseModel):
+    backend: Literal["tgi", "openai", "local"] = "tgi"
+    url: str = "http://127.0.0.1:8080"
+    adapter: str = "radiology"
+    model: str | None = Field(default=None, description="model name for the openai backend")
+    api_key: SecretStr | None = None
+    timeout_s: float = 60.0
+    max_new_tokens: int = 96
+    max_concurrency: int = 16
+    max_retries: int = 4
+    circuit_failure_threshold: int = 5
+    circuit_reset_s: float = 30.0
+    verify_adapter: bool = True
+    adapter_path: Path | None = Field(
+        default=None, description="adapter directory (local backend; canary metadata)"
+    )
+    cache_dir: Path | None = None
+
+
+class PipelineSettings(BaseModel):
+    max_in_flight: int = 32
+    output_formats: list[Literal["hl7", "fhir"]] = Field(
+        default_factory=lambda: ["hl7", "fhir"]  # type: ignore[arg-type]
+    )
+    hl7_preliminary_status: Literal["P", "R"] = "P"
+    retry_backoff_s: float = 1.0
+    retry_backoff_max_s: float = 30.0
+
+
+class FhirSinkSettings(BaseModel):
+    """Optional: also PUT the FHIR transaction Bundle to a FHIR server."""
+
+    url: str | None = None
+    token: SecretStr | None = None
+    timeout_s: float = 10.0
+
+
+class AuthSettings(BaseModel):
+    issuer: str = "radgpt-dev"
+    audience: str = "radgpt"
+    jwks_url: str | None = None
+    public_keys: list[str] = Field(default_factory=list, description="PEM public keys")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    role_claim: str = "roles"
+    # Trust the local development key (``radgpt dev-token``). Never in production.
+    trust_dev_key: bool = False
+    dev_key_path: Path | None = None
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RADGPT_",
+        env_nested_delimiter="__",
+        env_ignore_empty=True,
+        extra="ignore",
+    )
+
+    environment: Literal["local", "staging", "production"] = "local"
+    log_level: str = "INFO"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    fhir_sink: FhirSinkSettings = Field(default_factory=FhirSinkSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @model_validator(mode="after")
+    def _no_dev_trust_in_production(self) -> Settings:
+        if self.environment != "local" and self.auth.trust_dev_key:
+            raise ValueError("auth.trust_dev_key is only allowed when environment=local")
+        return self

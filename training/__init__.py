@@ -1,0 +1,1 @@
+"""radgpt training package."""
