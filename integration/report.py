@@ -15,8 +15,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "Approval",
     "Clinician",
     "Coded",
+    "DraftProvenance",
     "FhirOrigin",
     "Hl7Origin",
     "RadiologyReport",
@@ -137,3 +139,22 @@ class RadiologyReport(_Frozen):
             "observed_at": self.observed_at.isoformat() if self.observed_at else None,
             "reported_at": self.reported_at.isoformat() if self.reported_at else None,
         }
+
+
+class DraftProvenance(_Frozen):
+    """Which model produced an AI draft; written into every preliminary report."""
+
+    draft_id: str
+    model_id: str
+    adapter_id: str
+    adapter_version: str | None = None
+    drafted_at: datetime
+
+
+class Approval(_Frozen):
+    """A radiologist's sign-off of a draft (as is or edited); written into the final report."""
+
+    radiologist: Clinician
+    approved_at: datetime
+    edited: bool = False
+    draft_id: str | None = None
