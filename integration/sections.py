@@ -1,0 +1,106 @@
+"""Heading-based sections of a free-text radiology report.
+
+Legacy HL7 report text (``&GDT`` OBX lines), FHIR ``presentedForm`` attachments and narratives
+carry the whole report with headings inside the text (``FINDINGS: ... IMPRESSION: ...``).
+The HL7 and FHIR readers and the training data loaders all use these functions, so the same
+text always yields the same findings.
+
+Recognised headings (case-insensitive, at the start of a line or after a sentence end, followed
+by a colon or a line break) map to canonical section names:
+``history``, ``indication``, ``technique``, ``comparison``, ``findings``, ``impression``,
+``recommendation``, ``addendum``.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "SECTION_HEADINGS",
+    "findings_from_text",
+    "impression_from_text",
+    "normalize_text",
+    "split_sections",
+]
+
+SECTION_HEADINGS: dict[str, tuple[str, ...]] = {
+    "history": ("clinical history", "history", "clinical information", "clinical data"),
+    "indication": ("indication", "indications", "reason for exam", "reason for study"),
+    "technique": ("technique", "procedure", "exam", "examination"),
+    "comparison": ("comparison", "comparisons", "prior"),
+    "findings": ("findings", "finding", "report", "observations"),
+    "impression": ("impression", "impressions", "conclusion", "conclusions", "summary"),
+    "recommendation": ("recommendation", "recommendations"),
+    "addendum": ("addendum",),
+}
+
+_ALIASES = {alias: name for name, aliases in SECTION_HEADINGS.items() for alias in aliases}
+_ALTERNATION = "|".join(sorted((re.escape(a) for a in _ALIASES), key=len, reverse=True))
+# A heading: at line start (optionally after list/markup noise) and ended by ':' or end of line;
+# or anywhere after a sentence end when followed by ':' (flattened one-line reports).
+_HEADING_RE = re.compile(
+    rf"(?:(?<=\n)|^|(?<=[.!?]\s)|(?<=[.!?]))[ \t]*(?P<name>{_ALTERNATION})[ \t]*"
+    rf"(?::|(?=[ \t]*(?:\n|$)))",
+    re.IGNORECASE,
+)
+
+
+def normalize_text(text: str) -> str:
+    """Collapse all whitespace (line breaks included) to single spaces."""
+    return " ".join(text.split())
+
+
+def split_sections(text: str) -> dict[str, str]:
+    """Split report text into ``{section: text}`` by its headings.
+
+    Text before the first heading is returned under ``""`` (the preamble) when not blank.
+    A repeated section is concatenated.  Section texts keep their line breaks, stripped.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    sections: dict[str, str] = {}
+    matches = list(_HEADING_RE.finditer(text))
+    # A bare heading word (no colon) counts only when it stands alone on its line.
+    kept = []
+    for match in matches:
+        if text[match.end() - 1 : match.end()] != ":":
+            line_start = text.rfind("\n", 0, match.start()) + 1
+            line_end = text.find("\n", match.end())
+            line = text[line_start : line_end if line_end >= 0 else len(text)]
+            if line.strip().lower() != match.group("name").lower():
+                continue
+        kept.append(match)
+    preamble = text[: kept[0].start()] if kept else text
+    if preamble.strip():
+        sections[""] = preamble.strip()
+    for index, match in enumerate(kept):
+        name = _ALIASES[match.group("name").lower()]
+        end = kept[index + 1].start() if index + 1 < len(kept) else len(text)
+        body = text[match.end() : end].strip()
+        if not body:
+            continue
+        sections[name] = f"{sections[name]}\n{body}" if name in sections else body
+    return sections
+
+
+def findings_from_text(text: str) -> str:
+    """The findings of a report text, whitespace-normalised, headings removed.
+
+    With a FINDINGS heading: that section.  Without headings: the whole text.  With other
+    headings but no FINDINGS heading: the preamble, or else everything except the impression,
+    recommendation, history/indication, technique and comparison sections.
+    """
+    sections = split_sections(text)
+    if "findings" in sections:
+        return normalize_text(sections["findings"])
+    if set(sections) <= {""}:
+        return normalize_text(text)
+    if "" in sections:
+        return normalize_text(sections[""])
+    return ""
+
+
+def impression_from_text(text: str) -> str | None:
+    """The IMPRESSION (or CONCLUSION) section of a report text, normalised; None if absent."""
+    sections = split_sections(text)
+    found = sections.get("impression")
+    return normalize_text(found) if found else None
