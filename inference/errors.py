@@ -5,6 +5,8 @@ InferenceError                 base; ``retriable`` tells the caller to retry or 
 ├── BackendUnavailable         connection refused/reset, 5xx, server still loading (retriable)
 │   ├── BackendTimeout         the request took longer than the timeout (retriable)
 │   ├── BackendOverloaded      429: too many requests in flight (retriable)
+│   ├── BackendFailure         424/500: the server failed this generation (retried a bounded
+│   │                          number of times)
 │   └── CircuitOpen            too many recent failures; calls are refused for a while (retriable)
 ├── InvalidRequest             422/400: the server rejected the request itself (not retriable)
 ├── AdapterError               adapter unknown, or it answers like the base model (not retriable)
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 __all__ = [
     "AdapterError",
+    "BackendFailure",
     "BackendOverloaded",
     "BackendTimeout",
     "BackendUnavailable",
@@ -46,6 +49,10 @@ class BackendTimeout(BackendUnavailable):
 
 class BackendOverloaded(BackendUnavailable):
     """The model server refused the request because it is at capacity (429)."""
+
+
+class BackendFailure(BackendUnavailable):
+    """The model server failed while generating (424 generation / 500 incomplete)."""
 
 
 class CircuitOpen(BackendUnavailable):

@@ -1,0 +1,80 @@
+"""The Drafter against ``serve-model --engine instant``: retrieval exemplars in the prompt,
+context, provenance and safety flags on every draft."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from inference_helpers import InstantServer
+
+from inference.backend import BackendConfig
+from inference.drafter import Drafter
+from inference.errors import AdapterError
+from inference.retrieval import ExemplarIndex
+from inference.safety import SafetyFlag
+
+
+def adapter_with_retrieval(tmp_path: Path) -> Path:
+    path = tmp_path / "adapter"
+    path.mkdir()
+    (path / "adapter_config.json").write_text("{}")
+    ExemplarIndex.build(
+        [
+            ("1", "Large right pleural effusion.", "Large right effusion."),
+            ("2", "Clear lungs, normal heart.", "No acute disease."),
+            ("3", "Left lower lobe opacity.", "Left lower lobe pneumonia."),
+        ]
+    ).save(path / "exemplars.json")
+    meta = {
+        "name": "radiology",
+        "version": "t1",
+        "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "prompt_template": "radiology",
+        "max_new_tokens": 16,
+        "retrieval": {"k": 2, "exemplars": "exemplars.json"},
+        "canary": {
+            "findings": "Clear lungs.",
+            "examples": [],
+            "prompt": "unused",
+            "expected": "a",
+            "base_output": "b",
+        },
+    }
+    (path / "radgpt-adapter.json").write_text(json.dumps(meta))
+    return path
+
+
+async def test_draft_uses_exemplars_and_carries_safety_flags(
+    instant_server: InstantServer, tmp_path: Path
+) -> None:
+    config = BackendConfig(
+        backend="tgi",
+        url=instant_server.url,
+        adapter="radiology",
+        adapter_path=adapter_with_retrieval(tmp_path),
+        verify_adapter=False,
+    )
+    async with Drafter.from_config(config) as drafter:
+        assert drafter.k == 2
+        draft = await drafter.draft(
+            "No pneumothorax. Large right pleural effusion.", context={"modality": "CR"}
+        )
+    # the instant engine answers with the first sentence of the findings
+    assert draft.text == "No pneumothorax."
+    assert draft.exemplars == 2
+    assert draft.backend == "tgi" and draft.adapter_id == "radiology"
+    assert draft.model_id == "radgpt/instant-extractive"
+    # the draft leaves out the large effusion: the reviewer is told
+    assert [(f.kind, f.phrase, f.severity) for f in draft.safety_flags] == [
+        ("omitted_critical", "pleural effusion", "critical")
+    ]
+    assert isinstance(draft.safety_flags[0], SafetyFlag)
+    assert draft.to_dict()["safety_flags"][0]["kind"] == "omitted_critical"
+
+
+async def test_verification_without_metadata_refuses(instant_server: InstantServer) -> None:
+    config = BackendConfig(backend="tgi", url=instant_server.url, adapter="other")
+    with pytest.raises(AdapterError, match="cannot verify adapter 'other'"):
+        Drafter.from_config(config)
