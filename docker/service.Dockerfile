@@ -57,13 +57,14 @@ RUN groupadd --system --gid "${APP_UID}" radgpt \
 COPY --from=build /opt/radgpt /opt/radgpt
 # Read-only root filesystem: bytecode was compiled at install time, and everything that
 # writes (HOME, caches, temp files) points at /tmp, an emptyDir in Kubernetes.
+# No HF_HUB_OFFLINE here: huggingface_hub then refuses every request, including those to the
+# hospital's own model server; the service never downloads models, and sends no cached token.
 ENV PATH=/opt/radgpt/bin:${PATH} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     TMPDIR=/tmp \
     XDG_CACHE_HOME=/tmp/.cache \
-    HF_HUB_OFFLINE=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     HF_HUB_DISABLE_IMPLICIT_TOKEN=1 \
     RADGPT_ENVIRONMENT=production \

@@ -152,8 +152,12 @@ def test_service_image_installs_no_extras_and_serves() -> None:
     assert any(i.keyword == "COPY" and "--from=build" in i.args for i in final)
     env = " ".join(i.args for i in final if i.keyword == "ENV")
     # Read-only root filesystem: everything that writes goes to /tmp.
-    for setting in ("HOME=/tmp", "TMPDIR=/tmp", "PYTHONDONTWRITEBYTECODE=1", "HF_HUB_OFFLINE=1"):
+    for setting in ("HOME=/tmp", "TMPDIR=/tmp", "PYTHONDONTWRITEBYTECODE=1"):
         assert setting in env
+    # Never send a cached Hugging Face token to the hospital's model server; and no
+    # HF_HUB_OFFLINE: huggingface_hub would then refuse requests to that server too.
+    assert "HF_HUB_DISABLE_IMPLICIT_TOKEN=1" in env
+    assert "HF_HUB_OFFLINE" not in env
     assert "EXPOSE 8000" in text
 
 
