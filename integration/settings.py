@@ -34,6 +34,10 @@ class TopicSettings(BaseModel):
     hl7_out: str = "radiology.hl7.preliminary"
     fhir_out: str = "radiology.fhir.preliminary"
     dead_letter: str = "radiology.deadletter"
+    # Created at startup when missing (admin client); replicas of `radgpt serve` <= partitions.
+    create_missing: bool = True
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
 
 
 class KafkaSettings(BaseModel):
@@ -92,6 +96,10 @@ class PipelineSettings(BaseModel):
     hl7_preliminary_status: Literal["P", "R"] = "P"
     retry_backoff_s: float = 1.0
     retry_backoff_max_s: float = 30.0
+    # Answer in the format the report came in (HL7 in -> HL7 out); False: every output_format.
+    answer_in_kind: bool = True
+    # On shutdown/rebalance, how long in-flight reports may finish before they are released.
+    drain_timeout_s: float = 20.0
 
 
 class FhirSinkSettings(BaseModel):

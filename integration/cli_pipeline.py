@@ -1,0 +1,197 @@
+"""``radgpt serve``, ``radgpt publish``, ``radgpt demo`` and ``radgpt db upgrade``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+__all__ = ["register"]
+
+
+def _settings() -> object:
+    from .settings import Settings
+
+    return Settings()
+
+
+def serve_command(
+    migrate: Annotated[
+        bool | None,
+        typer.Option(help="run the database migrations first (default: only for SQLite)"),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP interface (default: api.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: api.port)")] = None,
+) -> None:
+    """Run the Kafka workers and the HTTP API (/healthz, /readyz, /metrics, review)."""
+    from .service import serve
+    from .settings import Settings
+
+    settings = Settings()
+    if host is not None or port is not None:
+        api = settings.api.model_copy(
+            update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+        )
+        settings = settings.model_copy(update={"api": api})
+    url = settings.database.url.get_secret_value()
+    do_migrate = migrate if migrate is not None else url.startswith("sqlite")
+    _configure_logging(settings.log_level)
+    asyncio.run(serve(settings, migrate=do_migrate))
+
+
+def _configure_logging(level: str) -> None:
+    import logging
+
+    logging.getLogger().setLevel(level.upper())
+
+
+async def _publish_files(
+    files: list[Path], topic: str, bootstrap_servers: str | None
+) -> list[tuple[str, int, int]]:
+    from .codec import parse_message
+    from .errors import InputError
+    from .kafka_client import make_producer
+    from .publisher import message_key
+    from .settings import Settings
+
+    kafka = Settings().kafka
+    if bootstrap_servers:
+        kafka = kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})
+    payloads = []
+    for path in files:
+        raw = path.read_bytes()
+        try:
+            reports = parse_message(raw)
+            key = message_key(reports[0]) if reports else None
+        except InputError:  # publishing bad input on purpose (dead-letter tests) is allowed
+            key = None
+        payloads.append((path.name, raw, key))
+    producer = make_producer(kafka)
+    from aiokafka.errors import KafkaError
+
+    from .errors import PublishError
+
+    try:
+        await producer.start()
+        sent = []
+        for name, raw, key in payloads:
+            meta = await producer.send_and_wait(topic, raw, key=key)
+            sent.append((name, int(meta.partition), int(meta.offset)))
+        return sent
+    except KafkaError as exc:
+        raise PublishError(f"cannot publish to {topic}: {type(exc).__name__}") from exc
+    finally:
+        await producer.stop()
+
+
+def publish_command(
+    files: Annotated[list[Path], typer.Argument(help="message files (HL7 v2 or FHIR JSON)")],
+    topic: Annotated[str, typer.Option(help="topic to publish to")],
+    bootstrap_servers: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers (default: settings)")
+    ] = None,
+) -> None:
+    """Publish message files to a topic (key = accession), e.g. to replay dead letters."""
+    for path in files:
+        if not path.is_file():
+            raise typer.BadParameter(f"no such file: {path}")
+    sent = asyncio.run(_publish_files(files, topic, bootstrap_servers))
+    for name, partition, offset in sent:
+        typer.echo(f"{name}\t{topic}\t{partition}\t{offset}")
+
+
+def db_upgrade_command(
+    revision: Annotated[str, typer.Option(help="target revision")] = "head",
+) -> None:
+    """Apply the database migrations (Alembic) up to ``head``."""
+    from .db import open_database, upgrade_database
+    from .settings import Settings
+
+    async def run() -> str:
+        settings = Settings()
+        database = open_database(settings.database.url.get_secret_value())
+        try:
+            await upgrade_database(database, revision)
+            return database.dialect
+        finally:
+            await database.dispose()
+
+    dialect = asyncio.run(run())
+    typer.echo(f"database ({dialect}) upgraded to {revision}")
+
+
+def demo_command(
+    limit: Annotated[int, typer.Option(min=1, max=200, help="number of sample reports")] = 10,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="keep serving the review pages")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per report")] = False,
+    port: Annotated[int | None, typer.Option(help="review HTTP port (default: free)")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Open-i data (default: <repo>/../shared/data/openi)")
+    ] = None,
+    engine: Annotated[
+        Literal["model", "instant"], typer.Option(help="model server engine")
+    ] = "model",
+) -> None:
+    """End to end on this machine: embedded broker, SQLite, embedded model server."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .demo import DemoOptions, DemoResult, run_demo
+
+    console = Console(stderr=True)
+    out = Console()
+
+    def show(result: DemoResult) -> None:
+        if as_json:
+            for report in result.reports:
+                typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        else:
+            from rich.table import Table
+
+            table = Table(title="radgpt demo: AI draft vs reference impression", show_lines=True)
+            table.add_column("accession", no_wrap=True)
+            table.add_column("findings", ratio=3)
+            table.add_column("AI draft (preliminary)", ratio=2)
+            table.add_column("reference impression", ratio=2)
+            for r in result.reports:
+                table.add_row(
+                    f"{r.accession}\n{r.format}", r.findings, r.draft or f"({r.status})",
+                    r.reference,
+                )  # fmt: skip
+            out.print(table)
+        if serve_after:
+            typer.echo(f"review: {result.review_url}")
+            for role, token in result.tokens.items():
+                typer.echo(f"token {role}: {token}")
+            console.print("serving the review pages; Ctrl-C to stop")
+
+    options = DemoOptions(
+        limit=limit, data_dir=data_dir, port=port, engine=engine, serve_after=serve_after
+    )
+    with Progress(
+        TextColumn("drafting"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task("drafting", total=limit)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        def ready(result: DemoResult) -> None:
+            bar.stop()
+            show(result)
+
+        asyncio.run(run_demo(options, progress=progress, on_ready=ready))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
+    app.command("publish")(publish_command)
+    app.command("demo")(demo_command)
+    db_app = typer.Typer(help="The service database.", no_args_is_help=True)
+    db_app.command("upgrade")(db_upgrade_command)
+    app.add_typer(db_app, name="db")

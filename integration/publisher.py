@@ -1,0 +1,260 @@
+"""Publishing outputs to Kafka: preliminary and final reports, and dead letters.
+
+Answers are deterministic for a draft: the HL7 MSH-10 is derived from the draft id (``P`` +
+id for the preliminary, ``F`` + id for the final), the FHIR Bundle's full URLs are uuid5 of
+accession and draft id (conditional update on the accession identifier), and the timestamps
+are the draft's own.  A re-publish after a crash is therefore byte-identical and downstream
+de-duplicates it by MSH-10 or by the conditional update.
+
+Every send waits for the broker's acknowledgement (``acks=all``); a failure raises the
+retriable :class:`~integration.errors.PublishError`.  The optional FHIR sink POSTs the same
+transaction Bundle to a FHIR server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from .errors import PublishError
+from .fhir_writer import build_final_bundle, build_preliminary_bundle
+from .hl7_writer import build_final_oru, build_preliminary_oru, encode_er7
+from .report import Approval, DraftProvenance, RadiologyReport
+from .settings import FhirSinkSettings, PipelineSettings, TopicSettings
+
+__all__ = [
+    "FhirSink",
+    "OutputFormat",
+    "PublishedOutput",
+    "Publisher",
+    "control_id_for",
+    "formats_for",
+    "message_key",
+]
+
+log = logging.getLogger(__name__)
+
+OutputFormat = Literal["hl7", "fhir"]
+_FORMAT_OF_SOURCE: dict[str, OutputFormat] = {"hl7v2": "hl7", "fhir-r4": "fhir"}
+
+
+@dataclass(frozen=True)
+class PublishedOutput:
+    """One acknowledged output message (no content: ids only, safe to log and audit)."""
+
+    format: OutputFormat | Literal["dead_letter"]
+    topic: str
+    partition: int
+    offset: int
+    message_id: str
+
+
+def control_id_for(draft_id: str, kind: Literal["P", "F"]) -> str:
+    """The MSH-10 of the answer for a draft: stable, 20 characters (HL7 2.5 ST limit)."""
+    return kind + draft_id.replace("-", "")[:19]
+
+
+def message_key(report: RadiologyReport) -> bytes:
+    """The Kafka key that keeps one study's messages in order: accession, else patient."""
+    return (report.accession or report.patient_id or report.message_id).encode("utf-8")
+
+
+def formats_for(
+    report: RadiologyReport, *, output_formats: Sequence[str], answer_in_kind: bool
+) -> list[OutputFormat]:
+    """Which outputs a report gets: its own format, or every configured one."""
+    configured: list[OutputFormat] = [f for f in ("hl7", "fhir") if f in output_formats]
+    if not answer_in_kind:
+        return configured
+    own = _FORMAT_OF_SOURCE[report.source_format]
+    return [own] if own in configured else configured
+
+
+def _canonical_json(document: dict[str, Any]) -> bytes:
+    """Sorted keys: a re-publish is byte-identical even after a JSONB round trip."""
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return text.encode("utf-8")
+
+
+class FhirSink:
+    """POSTs transaction Bundles to a FHIR server (``POST [base]``)."""
+
+    def __init__(self, settings: FhirSinkSettings, *, client: httpx.AsyncClient | None = None):
+        if not settings.url:
+            raise ValueError("fhir_sink.url is not set")
+        headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+        if settings.token is not None:
+            headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
+        self._url = settings.url.rstrip("/")
+        self._client = client or httpx.AsyncClient(timeout=settings.timeout_s, headers=headers)
+
+    async def post_bundle(self, bundle: dict[str, Any]) -> None:
+        try:
+            response = await self._client.post(self._url, content=json.dumps(bundle))
+        except httpx.HTTPError as exc:
+            raise PublishError(f"FHIR sink unreachable: {type(exc).__name__}") from exc
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise PublishError(f"FHIR sink answered {response.status_code}")
+        if response.status_code >= 400:
+            error = PublishError(f"FHIR sink rejected the bundle ({response.status_code})")
+            error.retriable = False
+            raise error
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+@dataclass
+class Publisher:
+    """Sends answers and dead letters through one started :class:`AIOKafkaProducer`."""
+
+    producer: AIOKafkaProducer
+    topics: TopicSettings
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    fhir_sink: FhirSink | None = None
+
+    def formats(self, report: RadiologyReport) -> list[OutputFormat]:
+        return formats_for(
+            report,
+            output_formats=self.pipeline.output_formats,
+            answer_in_kind=self.pipeline.answer_in_kind,
+        )
+
+    async def _send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> tuple[int, int]:
+        try:
+            meta = await self.producer.send_and_wait(topic, value, key=key, headers=headers)
+        except KafkaError as exc:
+            raise PublishError(
+                f"Kafka refused a message for {topic}: {type(exc).__name__}"
+            ) from exc
+        return int(meta.partition), int(meta.offset)
+
+    async def _publish(
+        self,
+        report: RadiologyReport,
+        *,
+        hl7: str | None,
+        bundle: dict[str, Any] | None,
+        message_id: str,
+        status: str,
+    ) -> list[PublishedOutput]:
+        key = message_key(report)
+        headers = [
+            ("radgpt-report-status", status.encode()),
+            ("radgpt-message-id", message_id.encode()),
+        ]
+        outputs: list[PublishedOutput] = []
+        if hl7 is not None:
+            partition, offset = await self._send(
+                self.topics.hl7_out,
+                encode_er7(hl7),
+                key=key,
+                headers=[*headers, ("content-type", b"x-application/hl7-v2+er7")],
+            )
+            outputs.append(
+                PublishedOutput("hl7", self.topics.hl7_out, partition, offset, message_id)
+            )
+        if bundle is not None:
+            partition, offset = await self._send(
+                self.topics.fhir_out,
+                _canonical_json(bundle),
+                key=key,
+                headers=[*headers, ("content-type", b"application/fhir+json")],
+            )
+            outputs.append(
+                PublishedOutput("fhir", self.topics.fhir_out, partition, offset, message_id)
+            )
+            if self.fhir_sink is not None:
+                await self.fhir_sink.post_bundle(bundle)
+        return outputs
+
+    async def publish_preliminary(
+        self,
+        report: RadiologyReport,
+        impression: str,
+        draft: DraftProvenance,
+        *,
+        formats: Sequence[OutputFormat] | None = None,
+    ) -> list[PublishedOutput]:
+        """The AI-labelled preliminary answer(s) for a stored draft; identical on re-send."""
+        wanted = list(formats) if formats is not None else self.formats(report)
+        message_id = control_id_for(draft.draft_id, "P")
+        moment: datetime = draft.drafted_at
+        hl7 = (
+            build_preliminary_oru(
+                report,
+                impression,
+                draft,
+                status=self.pipeline.hl7_preliminary_status,
+                control_id=message_id,
+                now=moment,
+            )
+            if "hl7" in wanted
+            else None
+        )
+        bundle = (
+            build_preliminary_bundle(report, impression, draft, now=moment)
+            if "fhir" in wanted
+            else None
+        )
+        return await self._publish(
+            report, hl7=hl7, bundle=bundle, message_id=message_id, status="preliminary"
+        )
+
+    async def publish_final(
+        self,
+        report: RadiologyReport,
+        impression: str,
+        approval: Approval,
+        draft: DraftProvenance | None = None,
+    ) -> list[PublishedOutput]:
+        """The radiologist-signed final answer(s) (HL7 OBR-25 ``F``, FHIR ``final``)."""
+        wanted = self.formats(report)
+        draft_id = draft.draft_id if draft else approval.draft_id
+        message_id = control_id_for(draft_id, "F") if draft_id else None
+        hl7 = (
+            build_final_oru(
+                report,
+                impression,
+                approval,
+                draft=draft,
+                control_id=message_id,
+                now=approval.approved_at,
+            )
+            if "hl7" in wanted
+            else None
+        )
+        bundle = (
+            build_final_bundle(report, impression, approval, draft=draft, now=approval.approved_at)
+            if "fhir" in wanted
+            else None
+        )
+        return await self._publish(
+            report, hl7=hl7, bundle=bundle, message_id=message_id or "", status="final"
+        )
+
+    async def dead_letter(
+        self, raw: bytes, reason: str, headers: dict[str, str], *, key: bytes | None = None
+    ) -> PublishedOutput:
+        """Park the original bytes on the dead-letter topic with the reason in headers."""
+        all_headers = [("dlq-reason", reason[:500].encode("utf-8"))]
+        all_headers += [(name, value.encode("utf-8")) for name, value in headers.items()]
+        partition, offset = await self._send(
+            self.topics.dead_letter, raw, key=key, headers=all_headers
+        )
+        return PublishedOutput("dead_letter", self.topics.dead_letter, partition, offset, "")

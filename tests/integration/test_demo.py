@@ -1,0 +1,53 @@
+"""``radgpt demo`` from the repository with embedded defaults only (broker, SQLite, model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _demo(*args: str, timeout: float) -> list[dict[str, object]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADGPT_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "integration", "demo", "--no-serve", "--json", *args],
+        cwd=REPO, env=env, capture_output=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    return [json.loads(line) for line in result.stdout.decode().splitlines() if line.strip()]
+
+
+def test_demo_instant_engine_drafts_every_sample() -> None:
+    rows = _demo("--limit", "4", "--engine", "instant", timeout=180)
+    assert len(rows) == 4
+    assert {r["status"] for r in rows} == {"pending_review"}
+    for row in rows:
+        assert set(row) >= {"accession", "findings", "draft", "reference", "status"}
+        assert isinstance(row["draft"], str) and row["draft"]
+        assert row["draft"] in str(row["findings"])  # the instant engine is extractive
+        assert row["reference"] and row["reference"] != row["draft"]
+
+
+@pytest.mark.slow
+def test_demo_with_the_embedded_model(base_model_dir: Path) -> None:
+    """The real embedded model (SmolLM2 + the shipped adapter when present), one report."""
+    rows = _demo("--limit", "1", timeout=600)
+    assert len(rows) == 1 and rows[0]["status"] == "pending_review"
+    draft = str(rows[0]["draft"])
+    assert draft.strip() and "### " not in draft  # a parsed impression, not the raw prompt
+
+
+def test_demo_reports_a_missing_data_dir_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADGPT_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "integration", "demo", "--no-serve", "--data-dir", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.decode().strip().splitlines()[-1].startswith("error: no reports.csv")
