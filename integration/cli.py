@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc:  # typer.Exit(n) is returned, not raised, here
+            sys.exit(rc)
     except typer.Abort:
         sys.stderr.write("error: aborted\n")
         sys.exit(130)

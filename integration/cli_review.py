@@ -1,0 +1,382 @@
+"""``radgpt audit query|export|verify``, ``radgpt dev-token`` and ``radgpt stats``.
+
+The audit commands are for compliance officers with database access; they read the database
+URL from settings (``RADGPT_DATABASE__URL``) or ``--database-url``, and every run is itself
+recorded in the audit log (``queried``, ``exported``, ``verified``) with the operating-system
+user as actor.  ``audit verify`` exits 1 when the hash chain is broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+__all__ = ["register"]
+
+audit_app = typer.Typer(
+    name="audit",
+    help="Query, export and verify the audit log (compliance).",
+    no_args_is_help=True,
+)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL (default: RADGPT_DATABASE__URL)",
+        show_default=False,
+    ),
+]
+Actor = Annotated[
+    str | None,
+    typer.Option(help="who runs this, for the audit log (default: the OS user)"),
+]
+Since = Annotated[str | None, typer.Option(help="recorded at or after (ISO 8601; UTC if no zone)")]
+Until = Annotated[str | None, typer.Option(help="recorded before (ISO 8601; UTC if no zone)")]
+ActorFilter = Annotated[str | None, typer.Option("--by", help="only events of this actor")]
+Action = Annotated[str | None, typer.Option(help="only this action (e.g. viewed, approved)")]
+Accession = Annotated[str | None, typer.Option(help="only this accession number")]
+PatientId = Annotated[str | None, typer.Option("--patient-id", help="only this patient id")]
+Outcome = Annotated[str | None, typer.Option(help="only this outcome: success, failure or denied")]
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"--{name}: not an ISO 8601 date/time: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _database_url(database_url: str | None) -> str:
+    if database_url:
+        return database_url
+    from .settings import Settings
+
+    return Settings().database.url.get_secret_value()
+
+
+def _actor(actor: str | None) -> str:
+    if actor:
+        return actor
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def _filters(
+    since: str | None,
+    until: str | None,
+    by: str | None,
+    action: str | None,
+    accession: str | None,
+    patient_id: str | None,
+    outcome: str | None,
+) -> Any:
+    from .audit import AUDIT_ACTIONS, AuditFilters
+
+    if action is not None and action not in AUDIT_ACTIONS:
+        raise ValueError(f"--action: unknown action {action!r}; one of {sorted(AUDIT_ACTIONS)}")
+    if outcome is not None and outcome not in ("success", "failure", "denied"):
+        raise ValueError("--outcome must be success, failure or denied")
+    return AuditFilters(
+        actor=by,
+        action=action,
+        accession=accession,
+        patient_id=patient_id,
+        outcome=outcome,
+        since=_parse_time(since, "since"),
+        until=_parse_time(until, "until"),
+    )
+
+
+async def _with_database(url: str, work: Any) -> Any:
+    from .db import open_database
+
+    database = open_database(url)
+    try:
+        return await work(database)
+    finally:
+        await database.dispose()
+
+
+# --- audit query --------------------------------------------------------------------------
+
+
+@audit_app.command("query")
+def query_command(
+    since: Since = None,
+    until: Until = None,
+    by: ActorFilter = None,
+    action: Action = None,
+    accession: Accession = None,
+    patient_id: PatientId = None,
+    outcome: Outcome = None,
+    page: Annotated[int, typer.Option(min=1, help="page number")] = 1,
+    page_size: Annotated[int, typer.Option(min=1, max=1000, help="events per page")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    database_url: DatabaseUrl = None,
+    actor: Actor = None,
+) -> None:
+    """Search the audit log, newest first."""
+    from .audit import PageRequest, append_event, query_events
+    from .audit_export import AuditRow
+    from .review_api import describe_filters
+
+    filters = _filters(since, until, by, action, accession, patient_id, outcome)
+    who = _actor(actor)
+
+    async def work(database: Any) -> tuple[list[AuditRow], int]:
+        async with database.sessions() as session:
+            result = await query_events(
+                session, filters, PageRequest(limit=page_size, offset=(page - 1) * page_size)
+            )
+            rows = [AuditRow.model_validate(e) for e in result.items]
+            await append_event(
+                session,
+                actor=who,
+                actor_role="cli",
+                action="queried",
+                entity_type="audit_log",
+                entity_id="audit_log",
+                details={"filters": describe_filters(filters), "page": page, "total": result.total},
+            )
+            await session.commit()
+            return rows, result.total
+
+    rows, total = asyncio.run(_with_database(_database_url(database_url), work))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "total": total,
+                    "page": page,
+                    "page_size": page_size,
+                    "items": [r.model_dump(mode="json") for r in rows],
+                },
+                indent=1,
+            )
+        )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"audit log: {total} events (page {page})", show_lines=False)
+    for column in ("id", "recorded (UTC)", "actor", "role", "action", "outcome", "entity",
+                   "accession", "patient"):  # fmt: skip
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.recorded_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            r.actor,
+            r.actor_role,
+            r.action,
+            r.outcome,
+            f"{r.entity_type} {r.entity_id}",
+            r.accession or "",
+            r.patient_id or "",
+        )
+    Console(width=160).print(table)
+
+
+# --- audit export -------------------------------------------------------------------------
+
+
+@audit_app.command("export")
+def export_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="file to write", dir_okay=False)],
+    format: Annotated[
+        Literal["csv", "fhir"], typer.Option("--format", "-f", help="csv or fhir")
+    ] = "csv",
+    since: Since = None,
+    until: Until = None,
+    by: ActorFilter = None,
+    action: Action = None,
+    accession: Accession = None,
+    patient_id: PatientId = None,
+    outcome: Outcome = None,
+    database_url: DatabaseUrl = None,
+    actor: Actor = None,
+) -> None:
+    """Export matching events (oldest first) as CSV or a FHIR R4 AuditEvent Bundle."""
+    from .audit import append_event
+    from .audit_export import to_csv, to_fhir_bundle
+    from .review_api import describe_filters, export_rows
+
+    filters = _filters(since, until, by, action, accession, patient_id, outcome)
+    who = _actor(actor)
+
+    async def work(database: Any) -> str:
+        async with database.sessions() as session:
+            rows = await export_rows(session, filters)
+            await append_event(
+                session,
+                actor=who,
+                actor_role="cli",
+                action="exported",
+                entity_type="audit_log",
+                entity_id="audit_log",
+                details={
+                    "format": format,
+                    "filters": describe_filters(filters),
+                    "count": len(rows),
+                },
+            )
+            if format == "csv":
+                text = to_csv(rows)
+            else:
+                text = json.dumps(to_fhir_bundle(rows), ensure_ascii=False, indent=1)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+            await session.commit()  # recorded once the file is written
+            sys.stderr.write(f"wrote {len(rows)} audit events to {out} ({format})\n")
+            return text
+
+    asyncio.run(_with_database(_database_url(database_url), work))
+
+
+# --- audit verify -------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def verify_command(database_url: DatabaseUrl = None, actor: Actor = None) -> None:
+    """Walk the hash chain; exit 1 and name the first broken link if the log was altered."""
+    from .audit import append_event, verify_chain
+
+    who = _actor(actor)
+
+    async def work(database: Any) -> Any:
+        async with database.sessions() as session:
+            report = await verify_chain(session)
+        async with database.sessions() as session:
+            await append_event(
+                session,
+                actor=who,
+                actor_role="cli",
+                action="verified",
+                entity_type="audit_log",
+                entity_id="audit_log",
+                outcome="success" if report.ok else "failure",
+                details={
+                    "ok": report.ok,
+                    "checked": report.checked,
+                    "first_broken_id": report.first_broken_id,
+                },
+            )
+            await session.commit()
+        return report
+
+    report = asyncio.run(_with_database(_database_url(database_url), work))
+    if report.ok:
+        typer.echo(f"audit chain OK: {report.checked} events verified, head {report.head_hash}")
+        return
+    typer.echo(
+        f"audit chain BROKEN at event #{report.first_broken_id}: {report.reason} "
+        f"({report.checked} events before it verified)"
+    )
+    raise typer.Exit(1)
+
+
+# --- dev-token and stats ------------------------------------------------------------------
+
+
+def dev_token_command(
+    role: Annotated[str, typer.Option(help="radiologist, compliance or admin")],
+    sub: Annotated[str, typer.Option(help="the user name (token subject)")],
+    ttl: Annotated[int, typer.Option(help="lifetime in seconds", min=60)] = 8 * 3600,
+    key_path: Annotated[
+        Path | None,
+        typer.Option(help="development key (default: auth.dev_key_path or .radgpt/dev-key.pem)"),
+    ] = None,
+) -> None:
+    """Mint a bearer token with the local development key (environment=local only)."""
+    from .auth import DEFAULT_DEV_KEY_PATH, mint_dev_token
+    from .settings import Settings
+
+    settings = Settings()
+    if settings.environment != "local":
+        raise ValueError("dev-token is only for environment=local; use your identity provider")
+    path = key_path or settings.auth.dev_key_path or DEFAULT_DEV_KEY_PATH
+    token = mint_dev_token(
+        role,
+        sub,
+        key_path=path,
+        ttl_s=ttl,
+        issuer=settings.auth.issuer,
+        audience=settings.auth.audience,
+        role_claim=settings.auth.role_claim,
+    )
+    typer.echo(token)
+    if not settings.auth.trust_dev_key:
+        sys.stderr.write(
+            "note: the service trusts this token only with RADGPT_AUTH__TRUST_DEV_KEY=true"
+            f" and the same key ({path})\n"
+        )
+
+
+def stats_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    since: Annotated[
+        str | None, typer.Option(help="only drafts reviewed at or after (ISO 8601)")
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Review quality per modality and adapter: acceptance/edit rates, edit distance, time."""
+    from .quality import QualityStats, load_quality
+
+    moment = _parse_time(since, "since")
+
+    async def work(database: Any) -> list[QualityStats]:
+        async with database.sessions() as session:
+            return await load_quality(session, since=moment)
+
+    stats: list[QualityStats] = asyncio.run(_with_database(_database_url(database_url), work))
+    if as_json:
+        typer.echo(json.dumps([s.as_dict() for s in stats], indent=1))
+        return
+    if not stats:
+        typer.echo("no reviewed drafts yet")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}%"
+
+    def num(value: float | None, unit: str = "") -> str:
+        return "—" if value is None else f"{value:.1f}{unit}"
+
+    table = Table(title="review quality")
+    for column in ("modality", "adapter", "reviewed", "accepted", "edited", "rejected",
+                   "mean edit dist. (words)", "mean time to approve", "median"):  # fmt: skip
+        table.add_column(column)
+    for s in stats:
+        table.add_row(
+            s.modality,
+            s.adapter,
+            str(s.reviewed),
+            pct(s.acceptance_rate),
+            pct(s.edit_rate),
+            pct(s.rejection_rate),
+            num(s.mean_edit_distance),
+            num(s.mean_time_to_approve_s, " s"),
+            num(s.median_time_to_approve_s, " s"),
+        )
+    Console(width=160).print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(audit_app, name="audit")
+    app.command("dev-token")(dev_token_command)
+    app.command("stats")(stats_command)

@@ -1,0 +1,799 @@
+"""The review and audit HTTP API (JSON under ``/api``) and the web pages, as one APIRouter.
+
+``integration.service`` includes :func:`build_review_router`; every ``/api`` route needs a
+bearer token (see :mod:`integration.auth`):
+
+====================================  =====================  ======================
+route                                 role                   audited as
+====================================  =====================  ======================
+``GET  /api/me``                      any valid token        (not audited)
+``GET  /api/drafts``                  radiologist, admin     ``listed``
+``GET  /api/drafts/{id}``             radiologist, admin     ``viewed``
+``POST /api/drafts/{id}/approve``     radiologist, admin     ``approved`` / ``edited``
+``POST /api/drafts/{id}/reject``      radiologist, admin     ``rejected``
+``GET  /api/stats``                   any role               (not audited: aggregates)
+``GET  /api/audit``                   compliance, admin      ``queried``
+``GET  /api/audit/export``            compliance, admin      ``exported``
+``GET  /api/audit/verify``            compliance, admin      ``verified``
+====================================  =====================  ======================
+
+A missing or invalid token answers 401 with ``WWW-Authenticate: Bearer`` (audited
+``unauthenticated``), a valid token without the role 403 (audited ``denied``).  The pages
+(``/``, ``/drafts/{id}``, ``/audit``) are static shells: they ask for the token once, keep it
+in ``sessionStorage`` and call this API, so the same roles apply.
+"""
+
+# No ``from __future__ import annotations``: FastAPI resolves the route signatures, which use
+# dependency aliases local to build_review_router.
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from .audit import AuditFilters, PageRequest, append_event, query_events, verify_chain
+from .audit_export import AuditRow, ExportFormat, to_csv, to_fhir_bundle
+from .auth import Permission, Principal, TokenVerifier, authorize, bearer_token
+from .db import DraftRecord, utcnow
+from .errors import (
+    AuthError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    PublishError,
+    RenderError,
+    StorageError,
+)
+from .pages import AI_DRAFT_LABEL, add_page_routes
+from .quality import QualityCollector, load_quality
+from .review import (
+    DraftFilters,
+    FinalPublisher,
+    RejectCategory,
+    Reviewer,
+    approve_draft,
+    get_draft,
+    list_drafts,
+    reject_draft,
+)
+
+__all__ = [
+    "AI_DRAFT_LABEL",
+    "ReviewContext",
+    "build_review_router",
+    "create_review_app",
+]
+
+log = logging.getLogger(__name__)
+
+_EXPORT_LIMIT = 100_000
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+@dataclass
+class ReviewContext:
+    """What the review API needs; built by the service (or a test) at startup."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    verifier: TokenVerifier
+    publisher: FinalPublisher | None
+    clock: Callable[[], datetime] = utcnow
+    quality: QualityCollector | None = None
+    site: str = "radgpt"
+
+
+# --- wire models --------------------------------------------------------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class SafetyFlagOut(_Out):
+    kind: str
+    severity: str = "warning"
+    phrase: str | None = None
+    detail: str | None = None
+
+
+class DraftSummary(_Out):
+    id: str
+    label: str = Field(description="AI_DRAFT_LABEL while pending; the review status otherwise")
+    status: str
+    accession: str | None
+    patient_id: str | None
+    modality: str | None
+    procedure_code: str | None
+    procedure_display: str | None
+    adapter_id: str | None
+    created_at: datetime
+    reviewed_at: datetime | None
+    reviewer: str | None
+    flag_count: int
+    critical_flags: int
+    version: int
+
+
+class DraftPage(BaseModel):
+    items: list[DraftSummary]
+    total: int
+    page: int
+    page_size: int
+
+
+class SourceIds(BaseModel):
+    inbound_id: str
+    report_key: str
+    source_format: str | None = None
+    source_system: str | None = None
+    message_id: str | None = None
+
+
+class DraftDetail(DraftSummary):
+    findings: str
+    indication: str | None = None
+    draft_text: str
+    final_text: str | None
+    edit_distance: int | None
+    reject_reason: str | None
+    review_source: str | None
+    safety_flags: list[SafetyFlagOut]
+    model_id: str
+    adapter_version: str | None
+    finish_reason: str | None
+    published_at: datetime | None
+    source: SourceIds
+
+
+class ApproveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    impression: str | None = Field(
+        default=None,
+        max_length=20_000,
+        description="The edited impression; omit to approve the draft as is",
+    )
+    expected_version: int | None = Field(
+        default=None, description="Refuse (409) if the draft changed since this version"
+    )
+
+
+class RejectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2_000)
+    category: RejectCategory = "other"
+    expected_version: int | None = None
+
+
+class ReviewResult(BaseModel):
+    id: str
+    status: str
+    final_text: str | None
+    edit_distance: int | None
+    reviewer: str
+    reviewed_at: datetime
+    published: bool
+    version: int
+
+
+class AuditPageOut(BaseModel):
+    items: list[AuditRow]
+    total: int
+    page: int
+    page_size: int
+
+
+class ChainReportOut(BaseModel):
+    ok: bool
+    checked: int
+    head_hash: str
+    first_broken_id: int | None
+    reason: str | None
+
+
+class MeOut(BaseModel):
+    subject: str
+    name: str
+    roles: list[str]
+    permissions: list[str]
+
+
+class QualityOut(BaseModel):
+    modality: str
+    adapter: str
+    reviewed: int
+    approved: int
+    edited: int
+    rejected: int
+    acceptance_rate: float | None
+    edit_rate: float | None
+    rejection_rate: float | None
+    mean_edit_distance: float | None
+    mean_time_to_approve_s: float | None
+    median_time_to_approve_s: float | None
+
+
+# --- conversions --------------------------------------------------------------------------
+
+
+def _flags(raw: list[Any] | None) -> list[SafetyFlagOut]:
+    flags: list[SafetyFlagOut] = []
+    for item in raw or []:
+        if isinstance(item, dict):
+            flags.append(
+                SafetyFlagOut(
+                    kind=str(item.get("kind") or item.get("code") or "flag"),
+                    severity=str(item.get("severity") or "warning"),
+                    phrase=item.get("phrase"),
+                    detail=item.get("detail") or item.get("message"),
+                )
+            )
+        else:
+            flags.append(SafetyFlagOut(kind=str(item)))
+    return flags
+
+
+def _summary_fields(draft: DraftRecord) -> dict[str, Any]:
+    flags = _flags(draft.safety_flags)
+    return {
+        "id": draft.id,
+        "label": AI_DRAFT_LABEL if draft.status == "pending_review" else draft.status,
+        "status": draft.status,
+        "accession": draft.accession,
+        "patient_id": draft.patient_id,
+        "modality": draft.modality,
+        "procedure_code": draft.procedure_code,
+        "procedure_display": draft.procedure_display,
+        "adapter_id": draft.adapter_id,
+        "created_at": draft.created_at,
+        "reviewed_at": draft.reviewed_at,
+        "reviewer": draft.reviewer,
+        "flag_count": len(flags),
+        "critical_flags": sum(1 for f in flags if f.severity == "critical"),
+        "version": draft.version,
+    }
+
+
+def _detail(draft: DraftRecord) -> DraftDetail:
+    report = draft.report_json or {}
+    return DraftDetail(
+        **_summary_fields(draft),
+        findings=draft.findings,
+        indication=report.get("indication"),
+        draft_text=draft.draft_text,
+        final_text=draft.final_text,
+        edit_distance=draft.edit_distance,
+        reject_reason=draft.reject_reason,
+        review_source=draft.review_source,
+        safety_flags=_flags(draft.safety_flags),
+        model_id=draft.model_id,
+        adapter_version=draft.adapter_version,
+        finish_reason=draft.finish_reason,
+        published_at=draft.published_at,
+        source=SourceIds(
+            inbound_id=draft.inbound_id,
+            report_key=draft.report_key,
+            source_format=report.get("source_format"),
+            source_system=report.get("source_system"),
+            message_id=report.get("message_id"),
+        ),
+    )
+
+
+@contextlib.contextmanager
+def _http_errors() -> Iterator[None]:
+    """Translate domain errors into HTTP answers (messages carry ids only, never PHI)."""
+    try:
+        yield
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except ConflictError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except PublishError as exc:
+        raise HTTPException(
+            503, f"the final report could not be published, nothing was changed: {exc}"
+        ) from exc
+    except StorageError as exc:
+        raise HTTPException(503, str(exc)) from exc
+    except RenderError as exc:
+        raise HTTPException(422, f"the final report cannot be written: {exc}") from exc
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+def _endpoint(request: Request) -> str:
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    return f"{request.method} {path}"
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- the router ---------------------------------------------------------------------------
+
+
+def build_review_router(context: ReviewContext) -> APIRouter:
+    """The ``/api`` review/audit routes and the pages, bound to ``context``."""
+    router = APIRouter()
+
+    @contextlib.asynccontextmanager
+    async def session() -> AsyncIterator[AsyncSession]:
+        async with context.sessions() as s:
+            yield s
+
+    async def audit_security(
+        request: Request,
+        *,
+        actor: str,
+        actor_role: str,
+        action: Literal["unauthenticated", "denied"],
+        reason: str,
+    ) -> None:
+        try:
+            async with session() as s:
+                await append_event(
+                    s,
+                    actor=actor,
+                    actor_role=actor_role,
+                    action=action,
+                    entity_type="api",
+                    entity_id=_endpoint(request),
+                    outcome="failure" if action == "unauthenticated" else "denied",
+                    details={
+                        "reason": reason[:200],
+                        "path": request.url.path[:300],
+                        "client": _client(request),
+                    },
+                )
+                await s.commit()
+        except Exception:  # the refusal stands even if the database is down
+            log.exception("could not audit a refused request")
+
+    def require(permission: Permission | None) -> Callable[[Request], Any]:
+        async def dependency(request: Request) -> Principal:
+            try:
+                principal = await context.verifier.verify(
+                    bearer_token(request.headers.get("authorization"))
+                )
+            except AuthError as exc:
+                await audit_security(
+                    request,
+                    actor="anonymous",
+                    actor_role="none",
+                    action="unauthenticated",
+                    reason=str(exc),
+                )
+                challenge = 'Bearer realm="radgpt"'
+                if request.headers.get("authorization"):
+                    challenge += ', error="invalid_token"'
+                raise HTTPException(
+                    401, str(exc), headers={"WWW-Authenticate": challenge, **_NO_STORE}
+                ) from exc
+            try:
+                if permission is None:
+                    if not principal.roles:
+                        raise ForbiddenError("the token holds no radgpt role")
+                else:
+                    authorize(principal, permission)
+            except ForbiddenError as exc:
+                await audit_security(
+                    request,
+                    actor=principal.subject,
+                    actor_role=principal.primary_role,
+                    action="denied",
+                    reason=str(exc),
+                )
+                raise HTTPException(
+                    403,
+                    str(exc),
+                    headers={
+                        "WWW-Authenticate": 'Bearer realm="radgpt", error="insufficient_scope"'
+                    },
+                ) from exc
+            return principal
+
+        return dependency
+
+    Reviewing = Annotated[Principal, Depends(require(Permission.REVIEW))]
+    Auditing = Annotated[Principal, Depends(require(Permission.AUDIT))]
+    AnyRole = Annotated[Principal, Depends(require(None))]
+    DraftId = Annotated[str, Path(min_length=1, max_length=64)]
+
+    def reviewer_of(principal: Principal) -> Reviewer:
+        return Reviewer(
+            subject=principal.subject,
+            role=principal.primary_role,
+            given_name=principal.given_name,
+            family_name=principal.family_name
+            or (principal.name if not principal.given_name else None),
+        )
+
+    @router.get("/api/me", response_model=MeOut, tags=["review"])
+    async def me(principal: AnyRole, response: Response) -> MeOut:
+        response.headers.update(_NO_STORE)
+        return MeOut(
+            subject=principal.subject,
+            name=principal.display_name,
+            roles=sorted(principal.roles),
+            permissions=sorted(principal.permissions),
+        )
+
+    @router.get("/api/drafts", response_model=DraftPage, tags=["review"])
+    async def drafts(
+        principal: Reviewing,
+        response: Response,
+        status: Annotated[
+            Literal["pending_review", "approved", "edited", "rejected", "superseded"] | None,
+            Query(),
+        ] = None,
+        modality: Annotated[str | None, Query(max_length=32)] = None,
+        accession: Annotated[str | None, Query(max_length=128)] = None,
+        max_age_hours: Annotated[float | None, Query(gt=0, le=24 * 365)] = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=200)] = 25,
+    ) -> DraftPage:
+        filters = DraftFilters(
+            status=status, modality=modality, accession=accession, max_age_hours=max_age_hours
+        )
+        with _http_errors():
+            async with session() as s:
+                result = await list_drafts(
+                    s, filters, page=page, page_size=page_size, now=context.clock()
+                )
+                await append_event(
+                    s,
+                    actor=principal.subject,
+                    actor_role=principal.primary_role,
+                    action="listed",
+                    entity_type="draft",
+                    entity_id="drafts",
+                    details={
+                        "filters": {
+                            k: v
+                            for k, v in {
+                                "status": status,
+                                "modality": modality,
+                                "accession": accession,
+                                "max_age_hours": max_age_hours,
+                            }.items()
+                            if v is not None
+                        },
+                        "page": page,
+                        "page_size": page_size,
+                        "total": result.total,
+                        "draft_ids": [d.id for d in result.items],
+                    },
+                )
+                await s.commit()
+        response.headers.update(_NO_STORE)
+        return DraftPage(
+            items=[DraftSummary(**_summary_fields(d)) for d in result.items],
+            total=result.total,
+            page=result.page,
+            page_size=result.page_size,
+        )
+
+    @router.get("/api/drafts/{draft_id}", response_model=DraftDetail, tags=["review"])
+    async def draft(principal: Reviewing, draft_id: DraftId, response: Response) -> DraftDetail:
+        with _http_errors():
+            async with session() as s:
+                record = await get_draft(s, draft_id)
+                detail = _detail(record)
+                await append_event(
+                    s,
+                    actor=principal.subject,
+                    actor_role=principal.primary_role,
+                    action="viewed",
+                    entity_type="draft",
+                    entity_id=record.id,
+                    accession=record.accession,
+                    patient_id=record.patient_id,
+                    details={"status": record.status, "version": record.version},
+                )
+                await s.commit()
+        response.headers.update(_NO_STORE)
+        return detail
+
+    async def audit_failed_review(
+        principal: Principal, draft_id: str, action: str, reason: str
+    ) -> None:
+        try:
+            async with session() as s:
+                await append_event(
+                    s,
+                    actor=principal.subject,
+                    actor_role=principal.primary_role,
+                    action=action,
+                    entity_type="draft",
+                    entity_id=draft_id,
+                    outcome="failure",
+                    details={"reason": reason[:200]},
+                )
+                await s.commit()
+        except Exception:
+            log.exception("could not audit a failed review of draft %s", draft_id)
+
+    @router.post(
+        "/api/drafts/{draft_id}/approve",
+        response_model=ReviewResult,
+        tags=["review"],
+        responses={404: {}, 409: {"description": "already reviewed"}, 503: {}},
+    )
+    async def approve(
+        principal: Reviewing, draft_id: DraftId, body: ApproveRequest | None = None
+    ) -> ReviewResult:
+        request = body or ApproveRequest()
+        try:
+            with _http_errors():
+                async with session() as s:
+                    outcome = await approve_draft(
+                        s,
+                        draft_id=draft_id,
+                        reviewer=reviewer_of(principal),
+                        impression=request.impression,
+                        expected_version=request.expected_version,
+                        publisher=context.publisher,
+                        clock=context.clock,
+                    )
+        except HTTPException as exc:
+            if exc.status_code in (409, 503, 422):
+                await audit_failed_review(principal, draft_id, "approved", str(exc.detail))
+            raise
+        await _refresh_quality(context)
+        return ReviewResult(id=outcome.draft_id, **_outcome_fields(outcome))
+
+    @router.post(
+        "/api/drafts/{draft_id}/reject",
+        response_model=ReviewResult,
+        tags=["review"],
+        responses={404: {}, 409: {"description": "already reviewed"}},
+    )
+    async def reject(principal: Reviewing, draft_id: DraftId, body: RejectRequest) -> ReviewResult:
+        try:
+            with _http_errors():
+                async with session() as s:
+                    outcome = await reject_draft(
+                        s,
+                        draft_id=draft_id,
+                        reviewer=reviewer_of(principal),
+                        reason=body.reason,
+                        category=body.category,
+                        expected_version=body.expected_version,
+                        clock=context.clock,
+                    )
+        except HTTPException as exc:
+            if exc.status_code == 409:
+                await audit_failed_review(principal, draft_id, "rejected", str(exc.detail))
+            raise
+        await _refresh_quality(context)
+        return ReviewResult(id=outcome.draft_id, **_outcome_fields(outcome))
+
+    @router.get("/api/stats", response_model=list[QualityOut], tags=["review"])
+    async def stats(principal: AnyRole) -> list[QualityOut]:
+        with _http_errors():
+            async with session() as s:
+                rows = await load_quality(s)
+        if context.quality is not None:
+            context.quality.update(rows)  # /metrics shows what was just computed
+        return [QualityOut(**r.as_dict()) for r in rows]
+
+    def audit_filters(
+        since: Annotated[datetime | None, Query(description="recorded at or after")] = None,
+        until: Annotated[datetime | None, Query(description="recorded before")] = None,
+        actor: Annotated[str | None, Query(max_length=255)] = None,
+        action: Annotated[str | None, Query(max_length=32)] = None,
+        accession: Annotated[str | None, Query(max_length=128)] = None,
+        patient_id: Annotated[str | None, Query(max_length=128)] = None,
+        outcome: Annotated[Literal["success", "failure", "denied"] | None, Query()] = None,
+        entity_id: Annotated[str | None, Query(max_length=600)] = None,
+    ) -> AuditFilters:
+        return AuditFilters(
+            actor=actor or None,
+            action=action or None,
+            accession=accession or None,
+            patient_id=patient_id or None,
+            outcome=outcome,
+            entity_id=entity_id or None,
+            since=_aware(since),
+            until=_aware(until),
+        )
+
+    Filters = Annotated[AuditFilters, Depends(audit_filters)]
+
+    @router.get("/api/audit", response_model=AuditPageOut, tags=["audit"])
+    async def audit(
+        principal: Auditing,
+        filters: Filters,
+        response: Response,
+        page: Annotated[int, Query(ge=1)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> AuditPageOut:
+        with _http_errors():
+            async with session() as s:
+                result = await query_events(
+                    s, filters, PageRequest(limit=page_size, offset=(page - 1) * page_size)
+                )
+                items = [AuditRow.model_validate(e) for e in result.items]
+                await append_event(
+                    s,
+                    actor=principal.subject,
+                    actor_role=principal.primary_role,
+                    action="queried",
+                    entity_type="audit_log",
+                    entity_id="audit_log",
+                    details={
+                        "filters": describe_filters(filters),
+                        "page": page,
+                        "page_size": page_size,
+                        "total": result.total,
+                    },
+                )
+                await s.commit()
+        response.headers.update(_NO_STORE)
+        return AuditPageOut(items=items, total=result.total, page=page, page_size=page_size)
+
+    @router.get(
+        "/api/audit/export",
+        tags=["audit"],
+        responses={
+            200: {
+                "content": {"text/csv": {}, "application/fhir+json": {}},
+                "description": "CSV, or a FHIR R4 Bundle of AuditEvent resources (IHE BALP)",
+            }
+        },
+    )
+    async def export(
+        principal: Auditing,
+        filters: Filters,
+        format: Annotated[ExportFormat, Query()] = "csv",
+    ) -> Response:
+        with _http_errors():
+            async with session() as s:
+                rows = await export_rows(s, filters)
+                await append_event(
+                    s,
+                    actor=principal.subject,
+                    actor_role=principal.primary_role,
+                    action="exported",
+                    entity_type="audit_log",
+                    entity_id="audit_log",
+                    details={
+                        "format": format,
+                        "filters": describe_filters(filters),
+                        "count": len(rows),
+                    },
+                )
+                await s.commit()
+        stamp = context.clock().strftime("%Y%m%dT%H%M%SZ")
+        if format == "csv":
+            body, media, suffix = to_csv(rows), "text/csv; charset=utf-8", "csv"
+        else:
+            import json
+
+            bundle = to_fhir_bundle(rows, site=context.site, now=context.clock())
+            body = json.dumps(bundle, ensure_ascii=False, indent=1)
+            media, suffix = "application/fhir+json", "json"
+        return Response(
+            body,
+            media_type=media,
+            headers={
+                "Content-Disposition": f'attachment; filename="radgpt-audit-{stamp}.{suffix}"',
+                **_NO_STORE,
+            },
+        )
+
+    @router.get("/api/audit/verify", response_model=ChainReportOut, tags=["audit"])
+    async def verify(principal: Auditing) -> ChainReportOut:
+        with _http_errors():
+            async with session() as s:
+                report = await verify_chain(s)
+            async with session() as s:
+                await append_event(
+                    s,
+                    actor=principal.subject,
+                    actor_role=principal.primary_role,
+                    action="verified",
+                    entity_type="audit_log",
+                    entity_id="audit_log",
+                    outcome="success" if report.ok else "failure",
+                    details={
+                        "ok": report.ok,
+                        "checked": report.checked,
+                        "first_broken_id": report.first_broken_id,
+                    },
+                )
+                await s.commit()
+        return ChainReportOut(
+            ok=report.ok,
+            checked=report.checked,
+            head_hash=report.head_hash,
+            first_broken_id=report.first_broken_id,
+            reason=report.reason,
+        )
+
+    add_page_routes(router)
+    return router
+
+
+def describe_filters(filters: AuditFilters) -> dict[str, Any]:
+    """The non-empty filters of an audit query, JSON-ready (recorded with the query)."""
+    out: dict[str, Any] = {}
+    for key, value in vars(filters).items():
+        if value is not None:
+            out[key] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+async def export_rows(
+    session: AsyncSession, filters: AuditFilters, *, limit: int = _EXPORT_LIMIT
+) -> list[AuditRow]:
+    """All rows matching ``filters``, oldest first (chain order); more than ``limit`` is refused."""
+    rows: list[AuditRow] = []
+    offset = 0
+    while True:
+        page = await query_events(
+            session,
+            filters,
+            PageRequest(limit=1000, offset=offset, newest_first=False),
+        )
+        if page.total > limit:
+            raise ValueError(
+                f"{page.total} audit rows match; export at most {limit} at a time "
+                "(narrow the time range)"
+            )
+        rows.extend(AuditRow.model_validate(e) for e in page.items)
+        if page.next_offset is None:
+            break
+        offset = page.next_offset
+    return rows
+
+
+def _outcome_fields(outcome: Any) -> dict[str, Any]:
+    return {
+        "status": outcome.status,
+        "final_text": outcome.final_text,
+        "edit_distance": outcome.edit_distance,
+        "reviewer": outcome.reviewer,
+        "reviewed_at": outcome.reviewed_at,
+        "published": outcome.published,
+        "version": outcome.version,
+    }
+
+
+async def _refresh_quality(context: ReviewContext) -> None:
+    if context.quality is None:
+        return
+    try:
+        await context.quality.refresh(context.sessions)
+    except StorageError as exc:
+        log.warning("quality metrics refresh failed: %s", exc)
+
+
+def create_review_app(context: ReviewContext, *, title: str = "radgpt review") -> FastAPI:
+    """A FastAPI app serving only the review API and pages (the service adds the rest)."""
+    app = FastAPI(title=title, version=_version())
+    app.include_router(build_review_router(context))
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("radgpt")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
