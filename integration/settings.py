@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -62,11 +62,31 @@ class KafkaSettings(BaseModel):
 
 
 class DatabaseSettings(BaseModel):
-    """SQLAlchemy async URL: ``postgresql+asyncpg://...`` in production, SQLite embedded."""
+    """SQLAlchemy async URL: ``postgresql+asyncpg://...`` in production, SQLite embedded.
+
+    Plain ``postgresql://`` / ``postgres://`` URLs (as PostgreSQL operators write them into
+    Secrets) and ``sqlite://`` URLs are rewritten to the async drivers.
+    """
 
     url: SecretStr = SecretStr("sqlite+aiosqlite:///radgpt.db")
     pool_size: int = 5
     echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        for plain, driver in _ASYNC_DRIVERS.items():
+            if url.startswith(plain):
+                return SecretStr(driver + url[len(plain) :])
+        return value
+
+
+_ASYNC_DRIVERS = {
+    "postgresql://": "postgresql+asyncpg://",
+    "postgres://": "postgresql+asyncpg://",
+    "sqlite://": "sqlite+aiosqlite://",
+}
 
 
 class InferenceSettings(BaseModel):

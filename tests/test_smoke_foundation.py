@@ -34,3 +34,15 @@ def test_settings_nested_env(monkeypatch) -> None:  # type: ignore[no-untyped-de
     assert s.kafka.topics.hl7_in == "ris.oru"
     assert "secret" not in repr(s)
     assert s.database.url.get_secret_value().endswith("@db/radgpt")
+
+
+def test_database_url_gets_the_async_driver() -> None:
+    from integration.settings import DatabaseSettings
+
+    for plain in ("postgresql://u:p@db:5432/radgpt", "postgres://u:p@db:5432/radgpt"):
+        url = DatabaseSettings.model_validate({"url": plain}).url.get_secret_value()
+        assert url == "postgresql+asyncpg://u:p@db:5432/radgpt"
+    sqlite = DatabaseSettings.model_validate({"url": "sqlite:///x.db"}).url.get_secret_value()
+    assert sqlite == "sqlite+aiosqlite:///x.db"
+    keep = "postgresql+asyncpg://u@db/x"
+    assert DatabaseSettings.model_validate({"url": keep}).url.get_secret_value() == keep
