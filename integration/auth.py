@@ -120,7 +120,8 @@ class Principal:
 def authorize(principal: Principal, permission: Permission) -> None:
     """Raise :class:`ForbiddenError` unless one of the principal's roles grants ``permission``."""
     if permission not in principal.permissions:
-        raise ForbiddenError(f"role(s) {sorted(principal.roles) or '[]'} lack '{permission}'")
+        held = ", ".join(sorted(role.value for role in principal.roles)) or "none"
+        raise ForbiddenError(f"role(s) [{held}] lack '{permission}'")
 
 
 def bearer_token(authorization: str | None) -> str:
