@@ -5,14 +5,17 @@ Everything runs in one process run on one embedded broker (Tansu):
 * **baseline**: a raw aiokafka loop (``getmany`` -> ``send`` each record to an output topic
   -> wait for the acks -> ``commit``), no parsing, no database, no model;
 * **pipeline**: the real worker (:mod:`integration.worker` + :mod:`integration.processor`):
-  parse, dedupe, draft through the model server over HTTP (``serve-model --engine instant``,
-  so the model costs ~nothing), store in SQLite or PostgreSQL, audit, publish, commit.
+  parse, dedupe, draft with the instant (extractive, no weights) model, store in SQLite or
+  PostgreSQL, audit, publish, commit.  ``--model inprocess`` (default) drafts with the
+  in-process ``instant`` backend, so the figure is the pipeline's own cost;
+  ``--model http`` goes through ``serve-model --engine instant`` over HTTP (TGI API).
 
 Throughput: drain a backlog of ``--messages`` reports (half HL7 v2, half FHIR R4).
 Latency: publish ``--paced`` reports at ``--rate`` per second into a running consumer and take
 output CreateTime minus input CreateTime per report; "added" is pipeline minus baseline.
 
     .venv/bin/python bench/bench_pipeline.py --messages 1000
+    .venv/bin/python bench/bench_pipeline.py --messages 1000 --model http
     .venv/bin/python bench/bench_pipeline.py --database postgresql+asyncpg://postgres@127.0.0.1/bench
 """
 
@@ -203,17 +206,19 @@ def _pct(values: list[float], q: float) -> float:
 
 async def main_async(args: argparse.Namespace) -> None:
     model_port = free_port()
-    adapter_dir = Path(tempfile.mkdtemp(prefix="bench-adapter-"))
-    (adapter_dir / "adapter_config.json").write_text("{}")
-    model = subprocess.Popen(
-        [sys.executable, "-m", "integration", "serve-model", "--engine", "instant",
-         "--port", str(model_port), "--no-default-adapter",
-         "--adapter", f"radiology={adapter_dir}"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    model: subprocess.Popen[bytes] | None = None
+    if args.model == "http":
+        adapter_dir = Path(tempfile.mkdtemp(prefix="bench-adapter-"))
+        (adapter_dir / "adapter_config.json").write_text("{}")
+        model = subprocess.Popen(
+            [sys.executable, "-m", "integration", "serve-model", "--engine", "instant",
+             "--port", str(model_port), "--no-default-adapter",
+             "--adapter", f"radiology={adapter_dir}"],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     db_dir = Path(tempfile.mkdtemp(prefix="bench-db-"))
     try:
-        for _ in range(300):
+        for _ in range(300 if model is not None else 0):
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"http://127.0.0.1:{model_port}/health").status_code == 200:
                     break
@@ -233,7 +238,11 @@ async def main_async(args: argparse.Namespace) -> None:
                     ),
                     database=DatabaseSettings(url=SecretStr(url)),
                     inference=InferenceSettings(
+                        backend="instant" if args.model == "inprocess" else "tgi",
                         url=f"http://127.0.0.1:{model_port}", verify_adapter=False,
+                        # no adapter metadata, so no exemplar retrieval: the instant model's
+                        # answer does not use exemplars, and their search is model-side cost
+                        adapter="",
                         max_concurrency=args.in_flight,
                     ),
                     pipeline=PipelineSettings(max_in_flight=args.in_flight),
@@ -249,10 +258,14 @@ async def main_async(args: argparse.Namespace) -> None:
                 messages=args.messages, paced=args.paced, rate=args.rate,
             )  # fmt: skip
     finally:
-        model.terminate()
-        model.wait()
+        if model is not None:
+            model.terminate()
+            model.wait()
     database = "PostgreSQL" if args.database else "SQLite"
-    print(f"database: {database}; messages: {args.messages}; in flight: {args.in_flight}")
+    print(
+        f"database: {database}; model: instant {args.model}; messages: {args.messages}; "
+        f"in flight: {args.in_flight}"
+    )
     print(f"raw aiokafka loop : {raw_tp:8.1f} msg/s")
     print(f"radgpt pipeline   : {pipe_tp:8.1f} msg/s  (ratio {pipe_tp / raw_tp:.4f} of raw)")
     for name, q in (("p50", 50), ("p99", 99)):
@@ -268,6 +281,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="paced reports per second")
     parser.add_argument("--in-flight", type=int, default=32)
     parser.add_argument("--database", help="SQLAlchemy async URL (default: a SQLite file)")
+    parser.add_argument(
+        "--model",
+        choices=["inprocess", "http"],
+        default="inprocess",
+        help="instant model in-process (the pipeline's own cost) or over HTTP (serve-model)",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

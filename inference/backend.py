@@ -5,6 +5,8 @@
 * ``openai``: any OpenAI-compatible server (vLLM, SGLang, TGI's Messages API; LoRA by
   ``model``); :mod:`inference.openai_compat`.
 * ``local``: the embedded model in-process on CPU; :mod:`inference.local`.
+* ``instant``: a deterministic extractive stand-in in-process, for benchmarks and smoke
+  tests only (no model); :mod:`inference.instant_backend`.
 
 :func:`create_backend` builds one from a :class:`BackendConfig` and wraps the HTTP ones in
 :class:`~inference.resilience.ResilientBackend`.
@@ -71,9 +73,9 @@ class BackendConfig:
     policy: ResiliencePolicy = field(default_factory=ResiliencePolicy)
 
     def __post_init__(self) -> None:
-        if self.backend not in ("tgi", "openai", "local"):
-            raise ValueError(f"unknown backend {self.backend!r}; use tgi, openai or local")
-        if self.backend != "local" and not self.url.startswith(("http://", "https://")):
+        if self.backend not in ("tgi", "openai", "local", "instant"):
+            raise ValueError(f"unknown backend {self.backend!r}; use tgi, openai, local or instant")
+        if self.backend in ("tgi", "openai") and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"backend url must start with http:// or https://: {self.url!r}")
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
@@ -126,6 +128,10 @@ def create_backend(config: BackendConfig) -> DraftBackend:
             ),
             config.policy,
         )
+    if config.backend == "instant":
+        from .instant_backend import InstantBackend
+
+        return InstantBackend(adapter_id=config.adapter)
     from .local import LocalBackend
 
     return LocalBackend.open(

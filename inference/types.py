@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 FinishReason = Literal["eos_token", "length", "stop_sequence"]
-BackendName = Literal["tgi", "openai", "local"]
+BackendName = Literal["tgi", "openai", "local", "instant"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,10 @@ delivery safe:
 5. The preliminary answers are published and acknowledged; then ``published_at`` and the
    ``published`` event are committed.
 
+Each write (steps 4 and 5, dead letters, re-deliveries) is a unit of work for the
+:class:`~integration.group_commit.GroupCommitter`: messages finishing together share one
+transaction, and each step continues only after the transaction holding its unit committed.
+
 Retriable failures (database, Kafka, model server) propagate to the worker, which retries the
 whole message with backoff; every step above is safe to repeat.  Logs carry ids and hashes,
 never report text or patient identifiers.
@@ -38,10 +42,11 @@ from inference.errors import AdapterError, InferenceError, ModelNotAvailable
 from inference.types import Draft
 
 from . import store
-from .audit import AuditEvent, append_events
+from .audit import AuditEvent
 from .codec import parse_message
 from .db import Database, DraftRecord, InboundMessage, utcnow
 from .errors import InputError, RadgptError
+from .group_commit import GroupCommitter
 from .metrics import PipelineMetrics
 from .publisher import PublishedOutput, Publisher
 from .report import RadiologyReport
@@ -140,8 +145,16 @@ class Processor:
         metrics: PipelineMetrics | None = None,
         adapter_version: str | None = None,
         actor: str = ACTOR,
+        committer: GroupCommitter | None = None,
+        read_concurrency: int = 4,
     ) -> None:
+        if read_concurrency < 1:
+            raise ValueError("read_concurrency must be at least 1")
         self.database = database
+        self.committer = committer or GroupCommitter(database)
+        # Bounds the short read sessions (dedupe look-ups) to what the connection pool keeps
+        # open: beyond it every read would open and close an overflow connection.
+        self._reads = asyncio.Semaphore(read_concurrency)
         self.drafter = drafter
         self.publisher = publisher
         self.metrics = metrics or PipelineMetrics()
@@ -160,7 +173,7 @@ class Processor:
         source_key = source_key_of(reports, raw_sha)
         source_format = reports[0].source_format if reports else None
         plans: list[_Plan] = []
-        async with self.database.sessions() as session, store.storage_errors():
+        async with self._reads, self.database.sessions() as session, store.storage_errors():
             existing = await store.find_inbound(session, source_key=source_key)
             if existing is None or existing.outcome == "dead_lettered":
                 plans = await self._plan(session, reports)
@@ -217,11 +230,13 @@ class Processor:
             "dlq-raw-sha256": raw_sha,
         }
         await self.publisher.dead_letter(record.value, reason, headers, key=record.key)
-        async with self.database.writer() as session, store.storage_errors():
-            if existing is None:
-                existing = await store.find_inbound(session, source_key=source_key)
-            elif existing not in session:
-                existing = await session.merge(existing)
+
+        async def work(session: AsyncSession) -> tuple[None, list[AuditEvent]]:
+            row = existing
+            if row is None:
+                row = await store.find_inbound(session, source_key=source_key)
+            elif row not in session:
+                row = await session.merge(row)
             inbound = await store.record_inbound(
                 session,
                 source_key=source_key,
@@ -232,7 +247,7 @@ class Processor:
                 raw_sha256=raw_sha,
                 outcome="dead_lettered",
                 error=f"{error_class}: {reason}",
-                existing=existing,
+                existing=row,
             )
             event = self._event(
                 "dead_lettered",
@@ -241,8 +256,9 @@ class Processor:
                 outcome="failure",
                 details={**headers, "reason": reason[:200]},
             )
-            await append_events(session, [event])
-            await session.commit()
+            return None, [event]
+
+        await self.committer.run(work)
         self.metrics.dead_letters.labels(error_class).inc()
         log.warning(
             "dead-lettered %s/%d@%d (%s, sha256 %s)",
@@ -305,9 +321,18 @@ class Processor:
         existing: InboundMessage | None,
     ) -> Outcome:
         actions = {p.action for p in plans}
-        async with self.database.writer() as session, store.storage_errors():
-            if existing is not None and existing not in session:
-                existing = await session.merge(existing)
+
+        def outcome_of(matched_final: bool) -> Outcome:
+            if "draft" in actions:
+                return "drafted"
+            if matched_final:
+                return "final_matched"
+            return "duplicate" if "duplicate" in actions else "skipped"
+
+        async def work(session: AsyncSession) -> tuple[Outcome, list[AuditEvent]]:
+            row = existing
+            if row is not None and row not in session:
+                row = await session.merge(row)
             inbound = await store.record_inbound(
                 session,
                 source_key=source_key,
@@ -316,8 +341,8 @@ class Processor:
                 offset=record.offset,
                 source_format=source_format,
                 raw_sha256=raw_sha,
-                outcome="skipped",
-                existing=existing,
+                outcome=outcome_of(False),  # final reports may still change it (below)
+                existing=row,
             )
             events = [
                 self._event(
@@ -345,18 +370,12 @@ class Processor:
             matched_final = False
             for plan in plans:
                 matched_final |= await self._store_plan(session, inbound, plan, events)
-            outcome: Outcome = (
-                "drafted"
-                if "draft" in actions
-                else "final_matched"
-                if matched_final
-                else "duplicate"
-                if "duplicate" in actions
-                else "skipped"
-            )
-            inbound.outcome = outcome
-            await append_events(session, events)  # last: the chain lock is held to commit
-            await session.commit()
+            outcome = outcome_of(matched_final)
+            if inbound.outcome != outcome:
+                inbound.outcome = outcome
+            return outcome, events
+
+        outcome = await self.committer.run(work)
         for plan in plans:
             if plan.action == "draft" and plan.draft is not None:
                 self.metrics.drafts.labels(plan.draft.adapter_id or "base").inc()
@@ -444,7 +463,8 @@ class Processor:
             sent.append((row, outputs))
             for output in outputs:
                 self.metrics.outputs.labels(output.format).inc()
-        async with self.database.writer() as session, store.storage_errors():
+
+        async def work(session: AsyncSession) -> tuple[None, list[AuditEvent]]:
             await store.mark_published(session, draft_ids=[row.id for row, _ in sent])
             events = [
                 self._event(
@@ -469,8 +489,9 @@ class Processor:
                 )
                 for row, outputs in sent
             ]
-            await append_events(session, events)
-            await session.commit()
+            return None, events
+
+        await self.committer.run(work)
         if record.timestamp_ms is not None:
             self.metrics.end_to_end.observe(max(0.0, time.time() - record.timestamp_ms / 1000))
         return len(sent)
@@ -479,11 +500,12 @@ class Processor:
         self, existing: InboundMessage, record: InboundRecord, same_delivery: bool
     ) -> ProcessResult:
         """A message seen before: re-publish unacknowledged drafts, never draft again."""
-        async with self.database.sessions() as session, store.storage_errors():
+        async with self._reads, self.database.sessions() as session, store.storage_errors():
             drafts = await store.drafts_for_inbound(session, inbound_id=existing.id)
         unpublished = [d for d in drafts if d.published_at is None and d.status == "pending_review"]
         published = await self._publish(unpublished, record)
-        async with self.database.writer() as session, store.storage_errors():
+
+        async def work(_session: AsyncSession) -> tuple[None, list[AuditEvent]]:
             event = self._event(
                 "duplicate",
                 "message",
@@ -497,8 +519,9 @@ class Processor:
                     "republished": published,
                 },
             )
-            await append_events(session, [event])
-            await session.commit()
+            return None, [event]
+
+        await self.committer.run(work)
         log.info(
             "message %s seen before (%s); republished %d draft(s)",
             existing.id, "redelivery" if same_delivery else "resent", published,

@@ -6,13 +6,15 @@ accession and draft id (conditional update on the accession identifier), and the
 are the draft's own.  A re-publish after a crash is therefore byte-identical and downstream
 de-duplicates it by MSH-10 or by the conditional update.
 
-Every send waits for the broker's acknowledgement (``acks=all``); a failure raises the
+The outputs of one answer are enqueued together and acknowledged together; every send waits
+for the broker's acknowledgement (``acks=all``); a failure raises the
 retriable :class:`~integration.errors.PublishError`.  The optional FHIR sink POSTs the same
 transaction Bundle to a FHIR server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 
 OutputFormat = Literal["hl7", "fhir"]
 _FORMAT_OF_SOURCE: dict[str, OutputFormat] = {"hl7v2": "hl7", "fhir-r4": "fhir"}
+# topic, value, key, headers
+_Outgoing = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]
 
 
 @dataclass(frozen=True)
@@ -136,13 +140,36 @@ class Publisher:
         key: bytes | None,
         headers: list[tuple[str, bytes]],
     ) -> tuple[int, int]:
+        (position,) = await self._send_all([(topic, value, key, headers)])
+        return position
+
+    async def _send_all(self, messages: Sequence[_Outgoing]) -> list[tuple[int, int]]:
+        """Enqueue every message in order, then wait for all acknowledgements together.
+
+        The producer batches what is enqueued together into one request per partition, and
+        messages with one key keep their order.  Any refusal raises :class:`PublishError`
+        (after every send has settled, so nothing is left unobserved).
+        """
+        futures: list[asyncio.Future[Any]] = []
         try:
-            meta = await self.producer.send_and_wait(topic, value, key=key, headers=headers)
+            for topic, value, key, headers in messages:
+                futures.append(await self.producer.send(topic, value, key=key, headers=headers))
         except KafkaError as exc:
+            await asyncio.gather(*futures, return_exceptions=True)
             raise PublishError(
                 f"Kafka refused a message for {topic}: {type(exc).__name__}"
             ) from exc
-        return int(meta.partition), int(meta.offset)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        positions: list[tuple[int, int]] = []
+        for (topic, *_), result in zip(messages, results, strict=True):
+            if isinstance(result, KafkaError):
+                raise PublishError(
+                    f"Kafka refused a message for {topic}: {type(result).__name__}"
+                ) from result
+            if isinstance(result, BaseException):
+                raise result
+            positions.append((int(result.partition), int(result.offset)))
+        return positions
 
     async def _publish(
         self,
@@ -158,30 +185,27 @@ class Publisher:
             ("radgpt-report-status", status.encode()),
             ("radgpt-message-id", message_id.encode()),
         ]
-        outputs: list[PublishedOutput] = []
+        outgoing: list[_Outgoing] = []
+        formats: list[OutputFormat] = []
         if hl7 is not None:
-            partition, offset = await self._send(
-                self.topics.hl7_out,
-                encode_er7(hl7),
-                key=key,
-                headers=[*headers, ("content-type", b"x-application/hl7-v2+er7")],
-            )
-            outputs.append(
-                PublishedOutput("hl7", self.topics.hl7_out, partition, offset, message_id)
-            )
+            content_type = ("content-type", b"x-application/hl7-v2+er7")
+            outgoing.append((self.topics.hl7_out, encode_er7(hl7), key, [*headers, content_type]))
+            formats.append("hl7")
         if bundle is not None:
-            partition, offset = await self._send(
-                self.topics.fhir_out,
-                _canonical_json(bundle),
-                key=key,
-                headers=[*headers, ("content-type", b"application/fhir+json")],
+            content_type = ("content-type", b"application/fhir+json")
+            outgoing.append(
+                (self.topics.fhir_out, _canonical_json(bundle), key, [*headers, content_type])
             )
-            outputs.append(
-                PublishedOutput("fhir", self.topics.fhir_out, partition, offset, message_id)
+            formats.append("fhir")
+        positions = await self._send_all(outgoing)
+        if bundle is not None and self.fhir_sink is not None:
+            await self.fhir_sink.post_bundle(bundle)
+        return [
+            PublishedOutput(fmt, topic, partition, offset, message_id)
+            for fmt, (topic, *_), (partition, offset) in zip(
+                formats, outgoing, positions, strict=True
             )
-            if self.fhir_sink is not None:
-                await self.fhir_sink.post_bundle(bundle)
-        return outputs
+        ]
 
     async def publish_preliminary(
         self,

@@ -32,6 +32,7 @@ from .kafka_client import ensure_topics, make_consumer, make_producer
 from .metrics import CONTENT_TYPE, PipelineMetrics
 from .processor import ImpressionDrafter, Processor
 from .publisher import FhirSink, Publisher
+from .quality import QualityCollector
 from .settings import Settings
 from .worker import RetryPolicy, Worker
 
@@ -52,6 +53,7 @@ class Pipeline:
     processor: Processor
     worker: Worker
     metrics: PipelineMetrics
+    quality: QualityCollector = field(default_factory=QualityCollector)
     canary_passed: bool = False
     canary_error: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -89,6 +91,10 @@ class Pipeline:
     async def run_worker(self) -> None:
         await self.wait_for_canary()
         await self.worker.run()
+
+    async def run_quality_refresh(self, *, interval_s: float = 30.0) -> None:
+        """Keep the review quality metrics fresh (from start-up on; cancel to stop)."""
+        await self.quality.run(self.database.sessions, interval_s=interval_s)
 
 
 def _drafter_from_settings(settings: Settings) -> Any:
@@ -152,6 +158,8 @@ async def open_pipeline(
             publisher=publisher,
             metrics=metrics,
             adapter_version=_adapter_version(the_drafter),
+            # one pooled connection for the group commit, the rest for dedupe reads
+            read_concurrency=max(1, settings.database.pool_size - 1),
         )
         worker = Worker(
             make_consumer(kafka),
@@ -165,6 +173,8 @@ async def open_pipeline(
             drain_timeout_s=settings.pipeline.drain_timeout_s,
             metrics=metrics,
         )
+        quality = QualityCollector()
+        metrics.registry.register(quality)
         yield Pipeline(
             settings=settings,
             database=database,
@@ -174,6 +184,7 @@ async def open_pipeline(
             processor=processor,
             worker=worker,
             metrics=metrics,
+            quality=quality,
         )
     finally:
         if sink is not None:
@@ -189,7 +200,6 @@ async def open_pipeline(
 def _review_router(pipeline: Pipeline) -> Any | None:
     """The review API of :mod:`integration.review_api`, when auth is configured."""
     from .auth import TokenVerifier
-    from .quality import QualityCollector
     from .review_api import ReviewContext, build_review_router
 
     try:
@@ -197,13 +207,11 @@ def _review_router(pipeline: Pipeline) -> Any | None:
     except ValueError as exc:
         log.warning("review API disabled: %s", exc)
         return None
-    quality = QualityCollector()
-    pipeline.metrics.registry.register(quality)
     context = ReviewContext(
         sessions=pipeline.database.sessions,
         verifier=verifier,
         publisher=pipeline.publisher,
-        quality=quality,
+        quality=pipeline.quality,
     )
     return build_review_router(context)
 
@@ -249,8 +257,13 @@ async def serve(
     drafter: ImpressionDrafter | None = None,
     on_started: Callable[[Pipeline, int], None] | None = None,
     stop: asyncio.Event | None = None,
+    quality_refresh_s: float = 30.0,
 ) -> None:
-    """Run the worker and the HTTP server until SIGTERM/SIGINT (or ``stop`` is set)."""
+    """Run the worker and the HTTP server until SIGTERM/SIGINT (or ``stop`` is set).
+
+    The review quality metrics are refreshed from the database at start-up and every
+    ``quality_refresh_s`` seconds, so ``/metrics`` serves them after a restart too.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -273,6 +286,9 @@ async def serve(
             await asyncio.sleep(0.05)
         if http.done():
             http.result()  # the port is taken, etc.: raise it
+        quality = asyncio.create_task(
+            pipeline.run_quality_refresh(interval_s=quality_refresh_s), name="quality"
+        )
         if on_started is not None:
             on_started(pipeline, settings.api.port)
         stopper = asyncio.create_task(stop.wait(), name="stop")
@@ -287,6 +303,10 @@ async def serve(
                 await worker
         await http
         stopper.cancel()
+        quality.cancel()
+        (ended,) = await asyncio.gather(quality, return_exceptions=True)
+        if not isinstance(ended, asyncio.CancelledError):
+            log.warning("quality metrics refresh had stopped: %s", type(ended).__name__)
         for task in done:
             if task is not stopper and not task.cancelled() and task.exception() is not None:
                 exc = task.exception()

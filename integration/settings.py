@@ -90,7 +90,8 @@ _ASYNC_DRIVERS = {
 
 
 class InferenceSettings(BaseModel):
-    backend: Literal["tgi", "openai", "local"] = "tgi"
+    # "instant": in-process extractive stand-in, for benchmarks and smoke tests only
+    backend: Literal["tgi", "openai", "local", "instant"] = "tgi"
     url: str = "http://127.0.0.1:8080"
     adapter: str = "radiology"
     model: str | None = Field(default=None, description="model name for the openai backend")
