@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from review_helpers import Tokens, create_pg_database, drop_pg_database, migrate
 
 from integration.db import Database, open_database, upgrade_database
+from integration.settings import KafkaSettings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -28,3 +30,32 @@ async def database(db_url: str) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def backend_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database shared by one test module (review API and pages)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('review') / 'radgpt.db'}"
+        migrate(url)
+        yield url
+        return
+    name, url = create_pg_database()
+    try:
+        migrate(url)
+        yield url
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory: pytest.TempPathFactory) -> Tokens:
+    """Dev-key token minting for one test module."""
+    return Tokens(tmp_path_factory.mktemp("keys") / "dev-key.pem")
+
+
+@pytest.fixture(scope="module")
+def kafka(kafka_broker: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=kafka_broker)

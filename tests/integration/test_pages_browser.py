@@ -18,10 +18,7 @@ from review_helpers import (
     ReviewServer,
     Tokens,
     consume_all,
-    create_pg_database,
-    drop_pg_database,
     insert_pending,
-    migrate,
 )
 
 from integration.audit import AuditFilters, query_events
@@ -43,33 +40,6 @@ ARGS = [
     "--no-first-run",
 ]
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def backend_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('pages') / 'radgpt.db'}"
-        migrate(url)
-        yield url
-        return
-    name, url = create_pg_database()
-    try:
-        migrate(url)
-        yield url
-    finally:
-        drop_pg_database(name)
-
-
-@pytest.fixture(scope="module")
-def tokens(tmp_path_factory: pytest.TempPathFactory) -> Tokens:
-    return Tokens(tmp_path_factory.mktemp("keys") / "dev-key.pem")
-
-
-@pytest.fixture(scope="module")
-def kafka(kafka_broker: str) -> KafkaSettings:
-    return KafkaSettings(bootstrap_servers=kafka_broker)
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,7 @@ from review_helpers import (
     Tokens,
     auth,
     consume_all,
-    create_pg_database,
-    drop_pg_database,
     insert_pending,
-    migrate,
 )
 
 from integration.audit import AuditFilters, query_events
@@ -39,33 +36,6 @@ from integration.auth import TokenVerifier
 from integration.codec import parse_message
 from integration.db import Database, DraftRecord, open_database
 from integration.settings import KafkaSettings, TopicSettings
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def backend_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('api') / 'radgpt.db'}"
-        migrate(url)
-        yield url
-        return
-    name, url = create_pg_database()
-    try:
-        migrate(url)
-        yield url
-    finally:
-        drop_pg_database(name)
-
-
-@pytest.fixture(scope="module")
-def tokens(tmp_path_factory: pytest.TempPathFactory) -> Tokens:
-    return Tokens(tmp_path_factory.mktemp("keys") / "dev-key.pem")
-
-
-@pytest.fixture(scope="module")
-def kafka(kafka_broker: str) -> KafkaSettings:
-    return KafkaSettings(bootstrap_servers=kafka_broker)
 
 
 @pytest.fixture(scope="module")
