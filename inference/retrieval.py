@@ -12,6 +12,7 @@ ranking is deterministic: ties are broken by insertion order.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
@@ -114,7 +115,10 @@ class ExemplarIndex:
             for row, weight in self._postings.get(term, ()):
                 scores[row] = scores.get(row, 0.0) + qw * weight
         excluded = set(exclude)
-        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+        # Only the best k (+ the excluded ones) are needed: a bounded heap, same total order.
+        ranked = heapq.nsmallest(
+            k + len(excluded), scores.items(), key=lambda item: (-item[1], item[0])
+        )
         hits = [
             Hit(self.exemplars[row], score)
             for row, score in ranked
