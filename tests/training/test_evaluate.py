@@ -83,8 +83,7 @@ def test_draft_settings_without_metadata_use_the_plain_template(tmp_path: Path) 
 
 def test_draft_settings_of_the_shipped_adapter() -> None:
     shipped = Path(__file__).resolve().parents[2] / "training/adapters/radiology"
-    if not (shipped / "radgpt-adapter.json").is_file():
-        pytest.skip("no shipped adapter yet")
+    assert (shipped / "radgpt-adapter.json").is_file(), "the shipped adapter is missing"
     settings = DraftSettings.for_adapter(shipped)
     meta = json.loads((shipped / "radgpt-adapter.json").read_text())
     canary = meta["canary"]
