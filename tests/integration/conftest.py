@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from review_helpers import Tokens, create_pg_database, drop_pg_database, migrate
+from review_helpers import ReviewServer, Tokens, create_pg_database, drop_pg_database, migrate
 
+from integration.auth import TokenVerifier
 from integration.db import Database, open_database, upgrade_database
-from integration.settings import KafkaSettings
+from integration.settings import KafkaSettings, TopicSettings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -59,3 +60,25 @@ def tokens(tmp_path_factory: pytest.TempPathFactory) -> Tokens:
 @pytest.fixture(scope="module")
 def kafka(kafka_broker: str) -> KafkaSettings:
     return KafkaSettings(bootstrap_servers=kafka_broker)
+
+
+@pytest.fixture(scope="module")
+def server(
+    backend_url: str, tokens: Tokens, kafka: KafkaSettings, topics: TopicSettings
+) -> Iterator[ReviewServer]:
+    """The review API and pages on a real uvicorn server (per module; ``topics`` per module)."""
+    verifier = TokenVerifier(issuer="radgpt-dev", audience="radgpt", dev_key_path=tokens.key_path)
+    srv = ReviewServer(backend_url, verifier, kafka=kafka, topics=topics).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+async def db(backend_url: str) -> AsyncIterator[Database]:
+    database = open_database(backend_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()

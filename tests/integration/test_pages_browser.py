@@ -9,7 +9,7 @@ Screenshots are written to ``artifacts/screenshots/``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,9 +22,8 @@ from review_helpers import (
 )
 
 from integration.audit import AuditFilters, query_events
-from integration.auth import TokenVerifier
 from integration.codec import parse_message
-from integration.db import Database, open_database
+from integration.db import Database
 from integration.settings import KafkaSettings, TopicSettings
 
 pytestmark = pytest.mark.browser
@@ -48,33 +47,12 @@ def topics() -> TopicSettings:
     return TopicSettings(hl7_out=f"test.pages.hl7.{suffix}", fhir_out=f"test.pages.fhir.{suffix}")
 
 
-@pytest.fixture(scope="module")
-def server(
-    backend_url: str, tokens: Tokens, kafka: KafkaSettings, topics: TopicSettings
-) -> Iterator[ReviewServer]:
-    if not CHROMIUM.exists():
-        pytest.fail("chromium missing: run scripts/setup-browser.sh (apt-get install chromium)")
-    verifier = TokenVerifier(issuer="radgpt-dev", audience="radgpt", dev_key_path=tokens.key_path)
-    srv = ReviewServer(backend_url, verifier, kafka=kafka, topics=topics).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-async def db(backend_url: str) -> AsyncIterator[Database]:
-    database = open_database(backend_url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[object]:
     from playwright.async_api import async_playwright
 
+    if not CHROMIUM.exists():
+        pytest.fail("chromium missing: run scripts/setup-browser.sh (apt-get install chromium)")
     async with async_playwright() as pw:
         instance = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:

@@ -13,7 +13,7 @@ import io
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,8 @@ from review_helpers import (
 )
 
 from integration.audit import AuditFilters, query_events
-from integration.auth import TokenVerifier
 from integration.codec import parse_message
-from integration.db import Database, DraftRecord, open_database
+from integration.db import Database, DraftRecord
 from integration.settings import KafkaSettings, TopicSettings
 
 
@@ -42,27 +41,6 @@ from integration.settings import KafkaSettings, TopicSettings
 def topics() -> TopicSettings:
     suffix = uuid.uuid4().hex[:8]
     return TopicSettings(hl7_out=f"test.final.hl7.{suffix}", fhir_out=f"test.final.fhir.{suffix}")
-
-
-@pytest.fixture(scope="module")
-def server(
-    backend_url: str, tokens: Tokens, kafka: KafkaSettings, topics: TopicSettings
-) -> Iterator[ReviewServer]:
-    verifier = TokenVerifier(issuer="radgpt-dev", audience="radgpt", dev_key_path=tokens.key_path)
-    srv = ReviewServer(backend_url, verifier, kafka=kafka, topics=topics).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-async def db(backend_url: str) -> AsyncIterator[Database]:
-    database = open_database(backend_url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture
