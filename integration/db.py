@@ -259,8 +259,10 @@ def open_database(
     }
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if not path or path.startswith(":memory:") or "mode=memory" in path:
+            # Every pooled connection would open its own, empty database.
+            raise StorageError("in-memory SQLite is not supported: give a file path")
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
     else:
         kwargs["pool_pre_ping"] = True
     try:

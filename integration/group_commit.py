@@ -2,7 +2,13 @@
 
 Each message's write is a *unit of work*: an async function that does its inserts and updates
 in the session it is given (it never commits) and returns its result and the audit events
-that describe it.  :meth:`GroupCommitter.run` queues the unit and returns only after the
+that describe it.  Units may queue rows in :func:`~integration.store.pending_writes` instead
+of writing them: the committer writes what the whole batch queued with one statement per
+kind before appending the audit events, so a batch costs a handful of round trips however
+many units it holds (each round trip is an event-loop turn, which under load is what
+bounded the pipeline, not the database).
+
+:meth:`GroupCommitter.run` queues the unit and returns only after the
 transaction holding it has committed, so a caller that goes on to publish or to commit a
 Kafka offset still does so strictly after its rows are durable.
 
@@ -34,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .audit import AuditEvent, append_events
 from .db import Database
-from .store import storage_errors
+from .store import flush_writes, storage_errors
 
 __all__ = ["GroupCommitter", "UnitOfWork"]
 
@@ -123,6 +129,7 @@ class GroupCommitter:
                 result, unit_events = await unit.work(session)
                 results.append(result)
                 events.extend(unit_events)
+            await flush_writes(session)  # the rows units queued (store.pending_writes)
             await append_events(session, events)  # last: the chain lock is held to commit
             await session.commit()
         self.transactions += 1

@@ -47,6 +47,7 @@ from .codec import parse_message
 from .db import Database, DraftRecord, InboundMessage, utcnow
 from .errors import InputError, RadgptError
 from .group_commit import GroupCommitter
+from .lookups import Known, LookupBatcher
 from .metrics import PipelineMetrics
 from .publisher import PublishedOutput, Publisher
 from .report import RadiologyReport
@@ -146,13 +147,15 @@ class Processor:
         adapter_version: str | None = None,
         actor: str = ACTOR,
         committer: GroupCommitter | None = None,
+        lookups: LookupBatcher | None = None,
         read_concurrency: int = 4,
     ) -> None:
         if read_concurrency < 1:
             raise ValueError("read_concurrency must be at least 1")
         self.database = database
         self.committer = committer or GroupCommitter(database)
-        # Bounds the short read sessions (dedupe look-ups) to what the connection pool keeps
+        self.lookups = lookups or LookupBatcher(database)
+        # Bounds the short read sessions of re-deliveries to what the connection pool keeps
         # open: beyond it every read would open and close an overflow connection.
         self._reads = asyncio.Semaphore(read_concurrency)
         self.drafter = drafter
@@ -173,10 +176,11 @@ class Processor:
         source_key = source_key_of(reports, raw_sha)
         source_format = reports[0].source_format if reports else None
         plans: list[_Plan] = []
-        async with self._reads, self.database.sessions() as session, store.storage_errors():
-            existing = await store.find_inbound(session, source_key=source_key)
-            if existing is None or existing.outcome == "dead_lettered":
-                plans = await self._plan(session, reports)
+        accessions = sorted({r.accession for r in reports if r.accession is not None})
+        known = await self.lookups.lookup(source_key, accessions)
+        existing = known.inbound
+        if existing is None or existing.outcome == "dead_lettered":
+            plans = self._plan(reports, known)
         if existing is not None:
             same_delivery = (existing.topic, existing.partition, existing.offset) == (
                 record.topic, record.partition, record.offset,
@@ -232,6 +236,7 @@ class Processor:
         await self.publisher.dead_letter(record.value, reason, headers, key=record.key)
 
         async def work(session: AsyncSession) -> tuple[None, list[AuditEvent]]:
+            await store.flush_writes(session)  # earlier units' rows, before reading
             row = existing
             if row is None:
                 row = await store.find_inbound(session, source_key=source_key)
@@ -268,7 +273,7 @@ class Processor:
 
     # --- steps ---------------------------------------------------------------------------
 
-    async def _plan(self, session: AsyncSession, reports: Sequence[RadiologyReport]) -> list[_Plan]:
+    def _plan(self, reports: Sequence[RadiologyReport], known: Known) -> list[_Plan]:
         plans: list[_Plan] = []
         seen: set[tuple[str | None, str]] = set()
         for index, report in enumerate(reports):
@@ -280,8 +285,10 @@ class Processor:
                 plans.append(_Plan(index, report, "skip", reason="no_findings"))
                 continue
             key = (report.accession, report.findings_hash)
-            existing = await store.find_draft_by_findings(
-                session, accession=report.accession, findings_hash=report.findings_hash
+            existing = (
+                known.drafts.get((report.accession, report.findings_hash))
+                if report.accession is not None
+                else None
             )
             if existing is not None:
                 plans.append(_Plan(index, report, "duplicate", existing=existing))
@@ -329,21 +336,35 @@ class Processor:
                 return "final_matched"
             return "duplicate" if "duplicate" in actions else "skipped"
 
+        # The common case (a new message, no RIS-final report) only queues its rows; the
+        # others read inside the transaction, so earlier units' queued rows are written first.
+        queued = existing is None and all(p.action != "final" for p in plans)
+
         async def work(session: AsyncSession) -> tuple[Outcome, list[AuditEvent]]:
-            row = existing
-            if row is not None and row not in session:
-                row = await session.merge(row)
-            inbound = await store.record_inbound(
-                session,
-                source_key=source_key,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                source_format=source_format,
-                raw_sha256=raw_sha,
-                outcome=outcome_of(False),  # final reports may still change it (below)
-                existing=row,
-            )
+            writes: store.PendingWrites | None = None
+            if queued:
+                writes = store.pending_writes(session)
+                inbound = writes.add_inbound(
+                    source_key=source_key, topic=record.topic, partition=record.partition,
+                    offset=record.offset, source_format=source_format, raw_sha256=raw_sha,
+                    outcome=outcome_of(False),
+                )  # fmt: skip
+            else:
+                await store.flush_writes(session)
+                row = existing
+                if row is not None and row not in session:
+                    row = await session.merge(row)
+                inbound = await store.record_inbound(
+                    session,
+                    source_key=source_key,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    source_format=source_format,
+                    raw_sha256=raw_sha,
+                    outcome=outcome_of(False),  # final reports may still change it (below)
+                    existing=row,
+                )
             events = [
                 self._event(
                     "received",
@@ -369,9 +390,10 @@ class Processor:
                 )  # fmt: skip
             matched_final = False
             for plan in plans:
-                matched_final |= await self._store_plan(session, inbound, plan, events)
+                matched_final |= await self._store_plan(session, inbound, plan, events, writes)
             outcome = outcome_of(matched_final)
             if inbound.outcome != outcome:
+                await store.set_inbound_outcome(session, inbound_id=inbound.id, outcome=outcome)
                 inbound.outcome = outcome
             return outcome, events
 
@@ -387,6 +409,7 @@ class Processor:
         inbound: InboundMessage,
         plan: _Plan,
         events: list[AuditEvent],
+        writes: store.PendingWrites | None,
     ) -> bool:
         report = plan.report
         if plan.action == "final":
@@ -417,15 +440,23 @@ class Processor:
             )  # fmt: skip
             return False
         assert plan.draft is not None
-        plan.superseded = await store.supersede_pending(session, accession=report.accession)
-        row = await store.insert_draft(
-            session,
-            inbound_id=inbound.id,
-            report_key=f"{inbound.source_key}#{plan.index}",
-            report=report,
-            draft=plan.draft,
-            adapter_version=self.adapter_version,
-        )
+        report_key = f"{inbound.source_key}#{plan.index}"
+        if writes is not None:  # written at the end of the transaction, with the others
+            plan.superseded = []  # filled in then: the audit details below hold this list
+            row = writes.add_draft(
+                inbound_id=inbound.id, report_key=report_key, report=report, draft=plan.draft,
+                adapter_version=self.adapter_version, superseded=plan.superseded,
+            )  # fmt: skip
+        else:
+            plan.superseded = await store.supersede_pending(session, accession=report.accession)
+            row = await store.insert_draft(
+                session,
+                inbound_id=inbound.id,
+                report_key=report_key,
+                report=report,
+                draft=plan.draft,
+                adapter_version=self.adapter_version,
+            )
         plan.row = row
         draft = plan.draft
         events.append(
@@ -465,7 +496,7 @@ class Processor:
                 self.metrics.outputs.labels(output.format).inc()
 
         async def work(session: AsyncSession) -> tuple[None, list[AuditEvent]]:
-            await store.mark_published(session, draft_ids=[row.id for row, _ in sent])
+            store.pending_writes(session).mark_published([row.id for row, _ in sent])
             events = [
                 self._event(
                     "published",

@@ -122,3 +122,12 @@ async def test_unreachable_database_is_a_retriable_storage_error() -> None:
         await db.ping()
     assert info.value.retriable
     await db.dispose()
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite://", "sqlite+aiosqlite:///"]
+)
+def test_in_memory_sqlite_is_refused_with_a_clear_error(url: str) -> None:
+    # Each pooled connection would see its own empty database (no migrations, no rows).
+    with pytest.raises(StorageError, match="in-memory SQLite is not supported"):
+        open_database(url)
