@@ -14,6 +14,13 @@ Throughput: drain a backlog of ``--messages`` reports (half HL7 v2, half FHIR R4
 Latency: publish ``--paced`` reports at ``--rate`` per second into a running consumer and take
 output CreateTime minus input CreateTime per report; "added" is pipeline minus baseline.
 
+CPU floor: the same messages through the pipeline's in-memory steps alone, one after the
+other, with no broker and no database -- parse (our HL7 reader; FHIR validated by
+fhir.resources), draft with the instant model (prompt, extraction, safety checks), build and
+serialise the HL7 and FHIR answers, hash the audit rows.  One core cannot run the pipeline
+faster than that, whatever the database and Kafka cost; its ratio to the raw loop is the
+best any pipeline doing this work in this process could reach.
+
     .venv/bin/python bench/bench_pipeline.py --messages 1000
     .venv/bin/python bench/bench_pipeline.py --messages 1000 --model http
     .venv/bin/python bench/bench_pipeline.py --database postgresql+asyncpg://postgres@127.0.0.1/bench
@@ -200,6 +207,48 @@ async def _measure(
     return (messages - 1) / elapsed, latencies
 
 
+async def _cpu_floor(messages: list[tuple[str, bytes, bytes]]) -> float:
+    """Seconds per message of the in-memory work alone (see the module docstring)."""
+    import hashlib
+    import json
+
+    from inference.drafter import Drafter
+    from inference.instant_backend import InstantBackend
+    from integration.audit import compute_row_hash
+    from integration.codec import parse_message
+    from integration.fhir_writer import build_preliminary_bundle
+    from integration.hl7_writer import build_preliminary_oru, encode_er7
+    from integration.report import DraftProvenance
+
+    drafter = Drafter(InstantBackend(adapter_id="radiology"), verify=False)
+    start = time.perf_counter()
+    for _topic, _key, value in messages:
+        raw_sha = hashlib.sha256(value).hexdigest()
+        for report in parse_message(value):
+            draft = await drafter.draft(report.findings)
+            provenance = DraftProvenance(
+                draft_id=str(uuid.uuid4()), model_id=draft.model_id, adapter_id="radiology",
+                drafted_at=NOW,
+            )  # fmt: skip
+            if report.source_format == "hl7v2":
+                hl7 = build_preliminary_oru(
+                    report, draft.text, provenance, status="P", control_id="P1", now=NOW
+                )
+                encode_er7(hl7)
+            else:
+                bundle = build_preliminary_bundle(report, draft.text, provenance, now=NOW)
+                json.dumps(bundle, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+            prev = "0" * 64
+            for action in ("received", "drafted", "published"):  # three audit rows per report
+                prev = compute_row_hash(
+                    recorded_at=NOW, actor="radgpt-pipeline", actor_role="system",
+                    action=action, entity_type="draft", entity_id=provenance.draft_id,
+                    accession=report.accession, patient_id=report.patient_id,
+                    outcome="success", details={"raw_sha256": raw_sha}, prev_hash=prev,
+                )  # fmt: skip
+    return (time.perf_counter() - start) / len(messages)
+
+
 def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
@@ -257,6 +306,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 bootstrap, pipe, lambda t: [t.hl7_out, t.fhir_out],
                 messages=args.messages, paced=args.paced, rate=args.rate,
             )  # fmt: skip
+            floor_s = await _cpu_floor(_messages(_topics("floor"), args.messages, "F"))
     finally:
         if model is not None:
             model.terminate()
@@ -268,6 +318,12 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     print(f"raw aiokafka loop : {raw_tp:8.1f} msg/s")
     print(f"radgpt pipeline   : {pipe_tp:8.1f} msg/s  (ratio {pipe_tp / raw_tp:.4f} of raw)")
+    floor_tp = 1.0 / floor_s
+    print(
+        f"CPU floor         : {floor_tp:8.1f} msg/s  (ratio {floor_tp / raw_tp:.4f} of raw; "
+        f"{floor_s * 1e6:.0f} us/message of parse + draft + build + hash, no I/O; "
+        f"raw loop {1e6 / raw_tp:.0f} us/message)"
+    )
     for name, q in (("p50", 50), ("p99", 99)):
         r, p = _pct(raw_lat, q), _pct(pipe_lat, q)
         print(f"latency {name}: raw {r * 1000:7.1f} ms, pipeline {p * 1000:7.1f} ms, "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = [
     "STANDARD_ENCODING",
@@ -166,7 +167,24 @@ def escape(
     break becomes ``\\.br\\``; otherwise line breaks and other control characters are written as
     ``\\Xhh\\`` so that no raw CR/LF ever appears inside a field.
     """
-    enc = encoding_chars
+    if formatted:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    pattern, table = _escape_plan(encoding_chars, formatted)
+    if pattern.search(text) is None:  # the common case: nothing to escape
+        return text
+    esc = encoding_chars.escape
+
+    def replace(match: re.Match[str]) -> str:
+        char = match.group()
+        mapped = table.get(char)
+        return mapped if mapped is not None else f"{esc}X{ord(char):02X}{esc}"
+
+    return pattern.sub(replace, text)
+
+
+@lru_cache(maxsize=32)
+def _escape_plan(enc: EncodingChars, formatted: bool) -> tuple[re.Pattern[str], dict[str, str]]:
+    """The characters :func:`escape` replaces (one regex) and their fixed replacements."""
     table = {
         enc.escape: f"{enc.escape}E{enc.escape}",
         enc.field: f"{enc.escape}F{enc.escape}",
@@ -177,19 +195,9 @@ def escape(
     if enc.truncation:
         table[enc.truncation] = f"{enc.escape}P{enc.escape}"
     if formatted:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    out: list[str] = []
-    for char in text:
-        mapped = table.get(char)
-        if mapped is not None:
-            out.append(mapped)
-        elif char == "\n" and formatted:
-            out.append(f"{enc.escape}.br{enc.escape}")
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"{enc.escape}X{ord(char):02X}{enc.escape}")
-        else:
-            out.append(char)
-    return "".join(out)
+        table["\n"] = f"{enc.escape}.br{enc.escape}"
+    specials = "".join(re.escape(c) for c in table)
+    return re.compile("[" + specials + r"\x00-\x1f\x7f]"), table
 
 
 def strip_mllp(raw: bytes | str) -> bytes | str:
