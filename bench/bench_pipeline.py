@@ -189,9 +189,12 @@ async def _measure(
 ) -> tuple[float, list[float]]:
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     # Throughput: drain a backlog.
-    topics = _topics(f"b{uuid.uuid4().hex[:6]}")
+    # Message ids and accessions are new in every run, so a reused database (PostgreSQL)
+    # does not see the reports as already drafted.
+    run = uuid.uuid4().hex[:6]
+    topics = _topics(f"b{run}")
     await ensure_topics(kafka, [topics.hl7_in, topics.fhir_in, *outputs(topics)], partitions=3)
-    await _publish(bootstrap, _messages(topics, messages, "T"), rate=0)
+    await _publish(bootstrap, _messages(topics, messages, f"T{run}"), rate=0)
     async with runner(topics):
         done = await _collect(bootstrap, outputs(topics), messages, 600)
     # From the first output to the last (the consumer-group join is not counted).
@@ -200,7 +203,7 @@ async def _measure(
     topics = _topics(f"l{uuid.uuid4().hex[:6]}")
     await ensure_topics(kafka, [topics.hl7_in, topics.fhir_in, *outputs(topics)], partitions=3)
     async with runner(topics):
-        await _publish(bootstrap, _messages(topics, paced, "L"), rate=rate)
+        await _publish(bootstrap, _messages(topics, paced, f"L{run}"), rate=rate)
         out = await _collect(bootstrap, outputs(topics), paced, 120)
     inputs = await _input_times(bootstrap, [topics.hl7_in, topics.fhir_in], paced)
     latencies = [(out[k] - inputs[k]) / 1000.0 for k in out]
