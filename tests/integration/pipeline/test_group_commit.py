@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from sqlalchemy import func, select
@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from integration.audit import AuditEvent, verify_chain
 from integration.db import AuditEntry, Database, InboundMessage
 from integration.group_commit import GroupCommitter, UnitOfWork
-from integration.store import DuplicateKeyError, record_inbound
+from integration.store import DuplicateKeyError, pending_writes, record_inbound
+
+MakeUnit = Callable[[str, int], UnitOfWork[str]]
 
 
 def _event(entity_id: str, action: str = "received") -> AuditEvent:
@@ -38,6 +40,19 @@ def _unit(source_key: str, offset: int) -> UnitOfWork[str]:
             raw_sha256="b" * 64,
             outcome="drafted",
         )
+        return row.id, [_event(row.id), _event(row.id, "drafted")]
+
+    return work
+
+
+def _queued_unit(source_key: str, offset: int) -> UnitOfWork[str]:
+    """Like :func:`_unit`, but the row is queued and written when the batch commits."""
+
+    async def work(session: AsyncSession) -> tuple[str, Sequence[AuditEvent]]:
+        row = pending_writes(session).add_inbound(
+            source_key=source_key, topic="radiology.hl7.oru", partition=0, offset=offset,
+            source_format="hl7v2", raw_sha256="b" * 64, outcome="drafted",
+        )  # fmt: skip
         return row.id, [_event(row.id), _event(row.id, "drafted")]
 
     return work
@@ -72,14 +87,17 @@ async def test_concurrent_units_share_transactions_and_keep_the_chain(
     assert entity_order[0::2] == entity_order[1::2]
 
 
-async def test_a_failing_unit_fails_alone(database: Database) -> None:
+@pytest.mark.parametrize("make_unit", [_unit, _queued_unit], ids=["written", "queued"])
+async def test_a_failing_unit_fails_alone(database: Database, make_unit: MakeUnit) -> None:
+    # "queued": the duplicate key only shows when the batch's queued rows are written at
+    # commit time, so the whole batch fails and is committed again unit by unit.
     committer = GroupCommitter(database)
-    await committer.run(_unit("RIS|taken", 0))
+    await committer.run(make_unit("RIS|taken", 0))
 
     results = await asyncio.gather(
-        committer.run(_unit("RIS|a", 1)),
-        committer.run(_unit("RIS|taken", 2)),  # the idempotency key is stored already
-        committer.run(_unit("RIS|b", 3)),
+        committer.run(make_unit("RIS|a", 1)),
+        committer.run(make_unit("RIS|taken", 2)),  # the idempotency key is stored already
+        committer.run(make_unit("RIS|b", 3)),
         return_exceptions=True,
     )
 
