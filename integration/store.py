@@ -1,6 +1,8 @@
 """Repository functions for inbound messages and drafts (keyword-only, caller's session).
 
 The functions add, find and change rows inside the caller's transaction; they never commit.
+The pipeline's hot path may instead queue its rows in :func:`pending_writes`; the group
+committer writes them with one statement per kind (:func:`flush_writes`).
 Database driver errors are translated to :class:`~integration.errors.StorageError` by
 :func:`storage_errors` at the transaction boundary (the worker retries those).
 """
@@ -27,7 +29,6 @@ __all__ = [
     "PendingWrites",
     "drafts_for_inbound",
     "find_draft",
-    "find_draft_by_findings",
     "find_inbound",
     "flush_writes",
     "insert_draft",
@@ -247,20 +248,6 @@ async def drafts_for_inbound(session: AsyncSession, *, inbound_id: str) -> Seque
 
 async def find_draft(session: AsyncSession, *, draft_id: str) -> DraftRecord | None:
     return await session.get(DraftRecord, draft_id)
-
-
-async def find_draft_by_findings(
-    session: AsyncSession, *, accession: str | None, findings_hash: str
-) -> DraftRecord | None:
-    """The draft with the second idempotency key (accession, findings hash), if any."""
-    if accession is None:
-        return None
-    result = await session.execute(
-        select(DraftRecord).where(
-            DraftRecord.accession == accession, DraftRecord.findings_hash == findings_hash
-        )
-    )
-    return result.scalar_one_or_none()
 
 
 async def latest_draft_for_accession(
