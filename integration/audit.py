@@ -38,6 +38,7 @@ __all__ = [
     "append_events",
     "compute_row_hash",
     "query_events",
+    "record_verification",
     "verify_chain",
 ]
 
@@ -253,6 +254,26 @@ class ChainReport:
     head_hash: str
     first_broken_id: int | None = None
     reason: str | None = None
+
+
+async def record_verification(
+    session: AsyncSession, report: ChainReport, *, actor: str, actor_role: str
+) -> None:
+    """Append the ``verified`` event for a :func:`verify_chain` run (the caller commits)."""
+    await append_event(
+        session,
+        actor=actor,
+        actor_role=actor_role,
+        action="verified",
+        entity_type="audit_log",
+        entity_id="audit_log",
+        outcome="success" if report.ok else "failure",
+        details={
+            "ok": report.ok,
+            "checked": report.checked,
+            "first_broken_id": report.first_broken_id,
+        },
+    )
 
 
 async def verify_chain(session: AsyncSession, *, batch_size: int = 1000) -> ChainReport:

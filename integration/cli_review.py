@@ -252,7 +252,7 @@ def export_command(
 @audit_app.command("verify")
 def verify_command(database_url: DatabaseUrl = None, actor: Actor = None) -> None:
     """Walk the hash chain; exit 1 and name the first broken link if the log was altered."""
-    from .audit import append_event, verify_chain
+    from .audit import record_verification, verify_chain
 
     who = _actor(actor)
 
@@ -260,20 +260,7 @@ def verify_command(database_url: DatabaseUrl = None, actor: Actor = None) -> Non
         async with database.sessions() as session:
             report = await verify_chain(session)
         async with database.sessions() as session:
-            await append_event(
-                session,
-                actor=who,
-                actor_role="cli",
-                action="verified",
-                entity_type="audit_log",
-                entity_id="audit_log",
-                outcome="success" if report.ok else "failure",
-                details={
-                    "ok": report.ok,
-                    "checked": report.checked,
-                    "first_broken_id": report.first_broken_id,
-                },
-            )
+            await record_verification(session, report, actor=who, actor_role="cli")
             await session.commit()
         return report
 

@@ -36,7 +36,14 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Req
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .audit import AuditFilters, PageRequest, append_event, query_events, verify_chain
+from .audit import (
+    AuditFilters,
+    PageRequest,
+    append_event,
+    query_events,
+    record_verification,
+    verify_chain,
+)
 from .audit_export import AuditRow, ExportFormat, to_csv, to_fhir_bundle
 from .auth import Permission, Principal, TokenVerifier, authorize, bearer_token
 from .db import DraftRecord, utcnow
@@ -702,19 +709,8 @@ def build_review_router(context: ReviewContext) -> APIRouter:
             async with session() as s:
                 report = await verify_chain(s)
             async with session() as s:
-                await append_event(
-                    s,
-                    actor=principal.subject,
-                    actor_role=principal.primary_role,
-                    action="verified",
-                    entity_type="audit_log",
-                    entity_id="audit_log",
-                    outcome="success" if report.ok else "failure",
-                    details={
-                        "ok": report.ok,
-                        "checked": report.checked,
-                        "first_broken_id": report.first_broken_id,
-                    },
+                await record_verification(
+                    s, report, actor=principal.subject, actor_role=principal.primary_role
                 )
                 await s.commit()
         return ChainReportOut(
