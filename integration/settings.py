@@ -121,6 +121,9 @@ class PipelineSettings(BaseModel):
     answer_in_kind: bool = True
     # On shutdown/rebalance, how long in-flight reports may finish before they are released.
     drain_timeout_s: float = 20.0
+    # Largest inbound message accepted (bytes); larger ones are dead-lettered, and the CLI
+    # refuses files over it. Producer limits follow it.
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
 class FhirSinkSettings(BaseModel):
