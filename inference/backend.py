@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from .resilience import ResiliencePolicy, ResilientBackend
-from .types import BackendName, Completion
+from .types import BackendName, Completion, Sampling
 
 if TYPE_CHECKING:
     from integration.settings import InferenceSettings
@@ -49,8 +49,15 @@ class DraftBackend(Protocol):
     def prompt_format(self) -> PromptFormat: ...
 
     async def generate(
-        self, prompt: str, *, max_new_tokens: int, stop: Sequence[str]
-    ) -> Completion: ...
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str],
+        sampling: Sampling | None = None,
+    ) -> Completion:
+        """Greedy unless ``sampling`` is given."""
+        ...
 
     async def aclose(self) -> None: ...
 

@@ -16,6 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .types import Draft
 
 __all__ = ["parse_pairs", "register"]
 
@@ -225,8 +226,23 @@ def draft_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the draft with provenance")] = (
         False
     ),
+    procedure: Annotated[
+        str | None, typer.Option(help="procedure name, e.g. 'XR CHEST 2 VIEWS' (scope check)")
+    ] = None,
+    procedure_code: Annotated[
+        str | None, typer.Option(help="procedure code, e.g. 71046 (scope check)")
+    ] = None,
+    modality: Annotated[str | None, typer.Option(help="modality, e.g. CR or CT")] = None,
+    samples: Annotated[
+        int | None,
+        typer.Option(help="sampled candidates when the greedy draft fails the checks"),
+    ] = None,
 ) -> None:
-    """Draft the IMPRESSION for FINDINGS and print it (for checking a deployment by hand)."""
+    """Draft the IMPRESSION for FINDINGS and print it (for checking a deployment by hand).
+
+    The draft goes to stdout; its safety flags and method go to stderr.  Exit code 3 when a
+    critical flag remains; 2 on bad input or a study outside the adapter's scope.
+    """
     from dataclasses import replace
 
     from integration.settings import Settings
@@ -251,18 +267,38 @@ def draft_command(
         policy=policy,
     )
     ctx = parse_pairs(context, what="--context")
+    if samples is not None and samples < 0:
+        raise ValueError("--samples must not be negative")
 
-    async def run() -> str:
-        async with Drafter.from_config(config) as drafter:
-            result = await drafter.draft(findings, context=ctx or None)
-        return json.dumps(result.to_dict(), indent=2) if as_json else result.text
+    async def run() -> Draft:
+        async with Drafter.from_config(
+            config,
+            samples=settings.samples if samples is None else samples,
+            extra_scopes=tuple(settings.extra_scopes),
+        ) as drafter:
+            decision = drafter.check_scope(
+                findings, procedure_code=procedure_code, procedure_text=procedure,
+                modality=modality,
+            )  # fmt: skip
+            return await drafter.draft(findings, context=ctx or None, scope=decision)
 
     if config.backend == "local":  # model loading: never reach a hub
         _quiet_model_loading()
         with offline_environment():
-            typer.echo(asyncio.run(run()))
+            result = asyncio.run(run())
     else:  # huggingface_hub in offline mode would refuse the model server too
-        typer.echo(asyncio.run(run()))
+        result = asyncio.run(run())
+    typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.text)
+    if result.method != "model":
+        typer.echo(
+            f"method: {result.method} (no model candidate of {result.candidates} passed the "
+            f"checks: {', '.join(result.rejected)})",
+            err=True,
+        )
+    for flag in result.safety_flags:
+        typer.echo(f"flag: {flag.severity.upper()} {flag.kind}: {flag.detail}", err=True)
+    if any(f.severity == "critical" for f in result.safety_flags):
+        raise typer.Exit(3)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,15 @@
 the adapter's canary through the backend (:func:`inference.canary.verify_adapter`) and
 refuses to draft if the server does not answer with the expected adapter.  Each
 :class:`~inference.types.Draft` carries provenance (model, adapter, token counts, latency,
-finish reason, backend) and the flags of the rule-based safety checks.
+finish reason, backend, method) and the flags of the rule-based safety checks.
+
+Drafting is *verify and choose* (:mod:`inference.choose`): the greedy candidate is checked
+against the findings; when it is rejected (an omitted or invented finding, a flipped
+negation, a side conflict, ...), ``samples`` sampled candidates are generated together (one
+batch on the server) and the first passing one is used.  When none passes, the draft is the
+report's own positive findings, condensed (``method="extractive-fallback"``), never a model
+text that hides an abnormality.  Studies outside the adapter's validated scope
+(:mod:`inference.scope`) are refused with :class:`~inference.errors.OutOfScope`.
 """
 
 from __future__ import annotations
@@ -18,15 +26,34 @@ from types import TracebackType
 from .adapters import AdapterInfo, read_adapter_info, shipped_adapter_dir
 from .backend import BackendConfig, DraftBackend, create_backend
 from .canary import CanaryResult, verify_adapter
-from .errors import AdapterError, GenerationFailed, InvalidRequest
+from .choose import Verdict, best_candidate, verify
+from .errors import AdapterError, GenerationFailed, InvalidRequest, OutOfScope
+from .findings import extractive_impression
 from .prompter import Prompter
 from .retrieval import ExemplarIndex
-from .safety import check_draft
-from .types import Draft
+from .safety import SafetyFlag, check_draft
+from .scope import DEFAULT_SCOPE, Scope, ScopeDecision, decide
+from .types import Completion, Draft, DraftMethod, Sampling
 
-__all__ = ["Drafter"]
+__all__ = ["Drafter", "adapter_scope"]
 
 log = logging.getLogger(__name__)
+
+# An empty candidate is rejected like a flagged one.
+_EMPTY = SafetyFlag(
+    kind="invented_finding", phrase="", detail="the model returned nothing", severity="warning"
+)
+
+
+def adapter_scope(info: AdapterInfo) -> Scope:
+    """The scope in an adapter's metadata (``scope``), or chest radiographs by default."""
+    data = info.raw.get("scope")
+    if not data:
+        return DEFAULT_SCOPE
+    try:
+        return Scope.from_json(data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise AdapterError(f"adapter {info.name!r}: malformed scope: {exc}") from exc
 
 
 class Drafter:
@@ -43,9 +70,15 @@ class Drafter:
         max_new_tokens: int = 96,
         verify: bool = True,
         safety_checks: bool = True,
+        samples: int = 3,
+        temperature: float = 0.7,
+        scope: Scope | None = None,
+        fallback: bool = True,
     ) -> None:
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
+        if samples < 0:
+            raise ValueError("samples must not be negative")
         if k < 0:
             raise ValueError("k must not be negative")
         if verify and backend.adapter_id is not None and adapter_info is None:
@@ -61,12 +94,26 @@ class Drafter:
         self.k = k if exemplars is not None else 0
         self.max_new_tokens = max_new_tokens
         self.safety_checks = safety_checks
+        # Verify-and-choose needs the checks; without them the greedy text is returned.
+        self.samples = samples if safety_checks else 0
+        self.fallback = fallback and safety_checks
+        self.temperature = temperature
+        if scope is None:
+            scope = adapter_scope(adapter_info) if adapter_info is not None else DEFAULT_SCOPE
+        self.scope = scope
         self._verify = verify and backend.adapter_id is not None
         self._verified: CanaryResult | None = None
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_config(cls, config: BackendConfig, *, safety_checks: bool = True) -> Drafter:
+    def from_config(
+        cls,
+        config: BackendConfig,
+        *,
+        safety_checks: bool = True,
+        samples: int = 3,
+        extra_scopes: tuple[str, ...] = (),
+    ) -> Drafter:
         """Build the backend, read the adapter metadata and exemplars named by ``config``.
 
         Without ``config.adapter_path`` the shipped adapter's metadata is used for the
@@ -94,6 +141,12 @@ class Drafter:
                     f"adapter {info.name!r}: cannot load exemplars {info.retrieval.exemplars}"
                 ) from exc
             k = info.retrieval.k
+        scope = adapter_scope(info) if info is not None else DEFAULT_SCOPE
+        if extra_scopes:
+            try:
+                scope = scope.extended(extra_scopes)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc)) from exc
         backend = create_backend(config)
         return cls(
             backend,
@@ -103,6 +156,8 @@ class Drafter:
             max_new_tokens=config.max_new_tokens,
             verify=config.verify_adapter,
             safety_checks=safety_checks,
+            samples=samples,
+            scope=scope,
         )
 
     @property
@@ -120,36 +175,103 @@ class Drafter:
                     self.backend, self.adapter_info, self.prompter
                 )
 
-    async def draft(self, findings: str, *, context: Mapping[str, str] | None = None) -> Draft:
-        """Draft the impression for ``findings`` (context: e.g. modality, indication)."""
+    def check_scope(
+        self,
+        findings: str,
+        *,
+        procedure_code: str | None = None,
+        procedure_text: str | None = None,
+        modality: str | None = None,
+    ) -> ScopeDecision:
+        """Whether this study is inside the adapter's validated scope (pure; no model)."""
+        return decide(
+            self.scope,
+            findings=findings,
+            procedure_code=procedure_code,
+            procedure_text=procedure_text,
+            modality=modality,
+        )
+
+    async def draft(
+        self,
+        findings: str,
+        *,
+        context: Mapping[str, str] | None = None,
+        scope: ScopeDecision | None = None,
+    ) -> Draft:
+        """Draft the impression for ``findings`` (context: e.g. modality, indication).
+
+        ``scope`` is the caller's :meth:`check_scope` decision made with the procedure;
+        without it the findings alone decide.  Out of scope raises :class:`OutOfScope`.
+        """
         if not findings or not findings.strip():
             raise InvalidRequest("findings are empty: nothing to draft from")
+        decision = scope if scope is not None else self.check_scope(findings)
+        if not decision.in_scope:
+            raise OutOfScope(f"not drafted: {decision.reason}")
         await self.start()
         examples = self.exemplars.top_k(findings, self.k) if self.exemplars and self.k else []
         prompt = self.prompter.build(findings, context=context, examples=examples)
         start = time.perf_counter()
-        completion = await self.backend.generate(
-            prompt, max_new_tokens=self.max_new_tokens, stop=self.prompter.stop
-        )
+        greedy = await self._generate(prompt, None)
+        completions = [greedy]
+        verdicts = [self._check(findings, greedy)]
+        chosen: Verdict | None = verdicts[0]
+        if self.safety_checks and not verdicts[0].passes and self.samples:
+            sampled = await asyncio.gather(
+                *(
+                    self._generate(prompt, Sampling(temperature=self.temperature, seed=i))
+                    for i in range(1, self.samples + 1)
+                )
+            )
+            completions.extend(sampled)
+            verdicts.extend(self._check(findings, c) for c in sampled)
+        if self.safety_checks:
+            chosen = best_candidate(verdicts)
         latency = time.perf_counter() - start
-        truncated = completion.finish_reason == "length"
-        text = self.prompter.parse(completion.text, truncated=truncated)
+        rejected = tuple(sorted({f.kind for v in verdicts for f in v.blocking}))
+        if chosen is None and self.fallback:
+            text = extractive_impression(findings)
+            flags = tuple(check_draft(findings, text))
+            method: DraftMethod = "extractive-fallback"
+            completion = greedy
+        else:
+            if chosen is None:  # checks on, fallback off: the least-flagged candidate
+                chosen = min(verdicts, key=lambda v: v.rank)
+            index = verdicts.index(chosen)
+            completion = completions[index]
+            text, flags, method = chosen.text, chosen.flags, "model"
         if not text:
             raise GenerationFailed("the model returned an empty impression")
-        flags = tuple(check_draft(findings, text)) if self.safety_checks else ()
         return Draft(
             text=text,
             raw_text=completion.text,
             model_id=completion.model_id,
             adapter_id=completion.adapter_id,
             prompt_tokens=completion.prompt_tokens,
-            generated_tokens=completion.generated_tokens,
+            generated_tokens=sum(c.generated_tokens or 0 for c in completions) or None,
             latency_s=latency,
             finish_reason=completion.finish_reason,
             backend=completion.backend,
             exemplars=len(examples),
-            safety_flags=flags,
+            safety_flags=flags if self.safety_checks else (),
+            method=method,
+            candidates=len(completions),
+            rejected=rejected,
         )
+
+    async def _generate(self, prompt: str, sampling: Sampling | None) -> Completion:
+        return await self.backend.generate(
+            prompt, max_new_tokens=self.max_new_tokens, stop=self.prompter.stop, sampling=sampling
+        )
+
+    def _check(self, findings: str, completion: Completion) -> Verdict:
+        text = self.prompter.parse(completion.text, truncated=completion.finish_reason == "length")
+        if not self.safety_checks:
+            return Verdict(text, (), ())
+        if not text:
+            return Verdict(text, (), (_EMPTY,))
+        return verify(findings, text)
 
     async def aclose(self) -> None:
         await self.backend.aclose()

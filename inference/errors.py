@@ -9,6 +9,7 @@ InferenceError                 base; ``retriable`` tells the caller to retry or 
 │   │                          number of times)
 │   └── CircuitOpen            too many recent failures; calls are refused for a while (retriable)
 ├── InvalidRequest             422/400: the server rejected the request itself (not retriable)
+│   └── OutOfScope             the study is outside what the adapter was validated on
 ├── AdapterError               adapter unknown, or it answers like the base model (not retriable)
 ├── ModelNotAvailable          the embedded model or adapter files are missing (not retriable)
 └── GenerationFailed           the model produced no usable impression (not retriable)
@@ -28,6 +29,7 @@ __all__ = [
     "InferenceError",
     "InvalidRequest",
     "ModelNotAvailable",
+    "OutOfScope",
 ]
 
 
@@ -61,6 +63,10 @@ class CircuitOpen(BackendUnavailable):
 
 class InvalidRequest(InferenceError):
     """The model server rejected the request as invalid (422/400)."""
+
+
+class OutOfScope(InvalidRequest):
+    """The study (modality, body part) is outside the adapter's validated scope: no draft."""
 
 
 class AdapterError(InferenceError):

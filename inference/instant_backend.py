@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .backend import PromptFormat
 from .instant import InstantEngine
-from .types import BackendName, Completion, GenerationRequest
+from .types import BackendName, Completion, GenerationRequest, Sampling
 
 __all__ = ["InstantBackend"]
 
@@ -39,7 +39,12 @@ class InstantBackend:
         return "raw"
 
     async def generate(
-        self, prompt: str, *, max_new_tokens: int, stop: Sequence[str]
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str],
+        sampling: Sampling | None = None,
     ) -> Completion:
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")

@@ -29,6 +29,7 @@ from .types import (
     FinishReason,
     Generation,
     GenerationRequest,
+    Sampling,
     TokenInfo,
 )
 
@@ -326,13 +327,22 @@ class LocalBackend:
         return "raw"
 
     async def generate(
-        self, prompt: str, *, max_new_tokens: int, stop: Sequence[str]
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str],
+        sampling: Sampling | None = None,
     ) -> Completion:
         request = GenerationRequest(
             prompt=prompt,
             max_new_tokens=max_new_tokens,
             stop=tuple(stop),
             adapter_id=self._adapter_id,
+            do_sample=sampling is not None,
+            temperature=sampling.temperature if sampling else None,
+            top_p=sampling.top_p if sampling else None,
+            seed=sampling.seed if sampling else None,
         )
         generation = await self.engine.generate(request)
         return Completion(

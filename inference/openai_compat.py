@@ -20,7 +20,7 @@ from .backend import PromptFormat
 from .errors import GenerationFailed
 from .resilience import map_error
 from .tgi import MAX_STOP_SEQUENCES, NO_API_KEY, require_online_client
-from .types import BackendName, Completion, FinishReason
+from .types import BackendName, Completion, FinishReason, Sampling
 
 __all__ = ["OpenAIBackend"]
 
@@ -60,7 +60,12 @@ class OpenAIBackend:
         return "chat"
 
     async def generate(
-        self, prompt: str, *, max_new_tokens: int, stop: Sequence[str]
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str],
+        sampling: Sampling | None = None,
     ) -> Completion:
         stops = [s for s in stop if s][:MAX_STOP_SEQUENCES]
         start = time.perf_counter()
@@ -69,7 +74,9 @@ class OpenAIBackend:
                 [{"role": "user", "content": prompt}],
                 model=self.model,
                 max_tokens=max_new_tokens,
-                temperature=0.0,
+                temperature=sampling.temperature if sampling else 0.0,
+                top_p=sampling.top_p if sampling else None,
+                seed=sampling.seed if sampling else None,
                 stop=stops or None,
             )
         except _HTTP_ERRORS as exc:

@@ -37,7 +37,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .backend import DraftBackend
-    from .types import BackendName, Completion
+    from .types import BackendName, Completion, Sampling
 
 __all__ = [
     "CircuitBreaker",
@@ -250,7 +250,12 @@ class ResilientBackend:
         return self.inner.prompt_format
 
     async def generate(
-        self, prompt: str, *, max_new_tokens: int, stop: Sequence[str]
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str],
+        sampling: Sampling | None = None,
     ) -> Completion:
         attempt = 0
         while True:
@@ -258,7 +263,7 @@ class ResilientBackend:
             try:
                 async with self._semaphore, asyncio.timeout(self.policy.timeout_s):
                     completion = await self.inner.generate(
-                        prompt, max_new_tokens=max_new_tokens, stop=stop
+                        prompt, max_new_tokens=max_new_tokens, stop=stop, sampling=sampling
                     )
             except (InferenceError, TimeoutError, httpx.HTTPError) as exc:
                 error = map_error(exc)

@@ -10,7 +10,12 @@ a reviewing radiologist must look at is reported as a :class:`SafetyFlag`:
 ``invented_finding``
     the draft asserts a finding that no finding (nor a related one) in the findings supports;
 ``omitted_critical``
-    a critical finding present (or hedged) in the findings is not mentioned by the draft.
+    a critical finding present (or hedged) in the findings is not mentioned by the draft;
+``unreported_finding``
+    a reportable (not incidental, not chronic) positive finding of the findings that the
+    draft neither mentions nor summarises by a related finding;
+``anatomical_scope``
+    the draft speaks of a body region the findings do not describe (lungs for a head CT).
 
 The checks are pure, deterministic functions of the two strings: a finding lexicon
 (:data:`LEXICON`), sentence/clause splitting, NegEx-style negation and hedge scopes, and
@@ -27,9 +32,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final, Literal, get_args
 
+from .anatomy import region_counts
+
 __all__ = [
     "CRITICAL_CONCEPTS",
     "FLAG_KINDS",
+    "INCIDENTAL_CONCEPTS",
     "LEXICON",
     "Concept",
     "FlagKind",
@@ -43,7 +51,14 @@ __all__ = [
     "summarise_flags",
 ]
 
-FlagKind = Literal["negation_flip", "laterality_conflict", "invented_finding", "omitted_critical"]
+FlagKind = Literal[
+    "negation_flip",
+    "laterality_conflict",
+    "invented_finding",
+    "omitted_critical",
+    "unreported_finding",
+    "anatomical_scope",
+]
 Severity = Literal["warning", "critical"]
 Polarity = Literal["present", "uncertain", "absent", "unasserted"]
 Side = Literal["left", "right"]
@@ -224,6 +239,16 @@ LEXICON: Final[tuple[Concept, ...]] = (
         lateral=False,
     ),
     _c(
+        "widened mediastinum",
+        r"(?:widened|widening of (?:the )?|wide) (?:superior )?mediastin(?:um|al silhouette|al "
+        r"contours?|al shadow)",
+        r"mediastin(?:um|al silhouette|al contours?) (?:is |appears? |remains? )?(?:\w+ )?"
+        r"(?:widened|wide)",
+        related={"aortic dissection", "aneurysm", "mass", "hemorrhage"},
+        acute=True,
+        lateral=False,
+    ),
+    _c(
         "pulmonary embolism",
         r"pulmonary (?:thrombo)?emboli(?:sm|sms)?",
         r"pulmonary embolus",
@@ -247,6 +272,21 @@ LEXICON: Final[tuple[Concept, ...]] = (
         r"kinked",
         r"(?:tip|catheter|line|tube|lead|wire)s? (?:has |have )?(?:migrated|moved|coiled|looped"
         r"|flipped)",
+        # "endotracheal tube ... in the right mainstem bronchus"; an airway or enteric tube
+        # ending in a bronchus, an enteric tube coiled/ending in the esophagus.
+        r"(?:endotracheal|et|ett|tracheostomy) tube[\w ,-]{0,60}? (?:in|into|within|enters|at|"
+        r"terminat\w* (?:in|at|within)|extend\w* into|projects? (?:over|into)) (?:the )?"
+        r"(?:proximal |distal )?(?:right |left )?(?:main ?stem|main|intermedius|lower lobe)"
+        r" (?:bronch\w*)",
+        r"(?:endotracheal|et|ett) tube[\w ,-]{0,60}? (?:in|into|within|terminat\w* in) (?:the )?"
+        r"(?:proximal |mid |distal )?(?:o|)esophag\w*",
+        r"(?:enteric|nasogastric|orogastric|feeding|ng|og|dobhoff|dobbhoff) tube[\w ,-]{0,60}? "
+        r"(?:in|into|within|terminat\w* (?:in|within)|extend\w* into|coil\w* in) (?:the )?"
+        r"(?:right |left )?(?:main ?stem |lower lobe )?(?:bronch\w*|trachea|airway|lung|pleural)",
+        r"(?:enteric|nasogastric|orogastric|feeding|ng|og) tube[\w ,-]{0,40}? (?:tip )?"
+        r"(?:terminat\w* (?:in|within|at)|coiled in|ends? in) (?:the )?(?:proximal |mid |distal )?"
+        r"(?:o|)esophag\w*",
+        r"(?:right |left )?main ?stem (?:bronchus )?intubation",
         criticality="always",
         acute=True,
         lateral=False,
@@ -509,6 +549,7 @@ LEXICON: Final[tuple[Concept, ...]] = (
         r"eventration",
         r"elevat(?:ed|ion) of (?:the )?(?:\w+ )?hemidiaphragm",
         r"elevated (?:\w+ )?hemidiaphragm",
+        r"hemidiaphragm (?:is |appears? |remains? )?(?:\w+ )?elevated",
         related={"hernia"},
     ),
     _c(
@@ -544,6 +585,21 @@ _RELATED: Final[Mapping[str, frozenset[str]]] = {
     c.name: c.related | {o.name for o in LEXICON if c.name in o.related} for c in LEXICON
 }
 _RANK: Final[Mapping[str, int]] = {c.name: i for i, c in enumerate(LEXICON)}
+
+#: Findings that impressions conventionally leave out (old granulomas, degenerative
+#: curvature): never ``unreported_finding``.  Chosen on the Open-i validate split, where
+#: radiologists' own impressions omit them most of the time (docs/safety-checks.md).
+INCIDENTAL_CONCEPTS: Final[frozenset[str]] = frozenset(
+    {
+        "granuloma",
+        "calcification",
+        "scarring",
+        "scoliosis",
+        "pleural thickening",
+        "costophrenic blunting",
+        "opacity",
+    }
+)
 
 #: Concepts whose present (or hedged) mention in the findings must appear in the draft.
 #: ``qualified`` ones only with a size qualifier, ``unless_chronic`` ones unless old/healed.
@@ -990,6 +1046,7 @@ class _Status:
     unasserted: bool = False
     implied_absent: bool = False
     critical: bool = False
+    reportable: bool = False
     sides: set[Side] = field(default_factory=set)
     absent_sides: set[Side] = field(default_factory=set)
     absent_unsided: bool = False
@@ -1290,6 +1347,9 @@ def _assess(text: str) -> Mapping[str, _Status]:
         if mention.polarity in ("present", "uncertain"):
             status.sides |= mention.sides
             status.critical |= mention.critical
+            status.reportable |= mention.concept not in INCIDENTAL_CONCEPTS and not (
+                mention.qualifiers & _CHRONIC
+            )
     positive = {name for name, s in statuses.items() if s.positive}
     for name in _implied_absences(text):
         if name in statuses and statuses[name].mentioned:
@@ -1430,8 +1490,44 @@ def check_draft(findings: str, draft: str) -> list[SafetyFlag]:
                 f"findings report {name}{said}; the draft does not mention it",
                 "critical",
             )
+        # -- unreported (non-critical) findings ------------------------------------------
+        elif (
+            f.positive
+            and f.reportable
+            and not f.critical
+            and not d.mentioned
+            and not d.implied_absent  # a general denial is a negation_flip already
+            and not (target_positive & _RELATED[concept.name])
+        ):
+            said = "" if f.present else " as possible"
+            add(
+                "unreported_finding",
+                name,
+                f"findings report {name}{said}; the draft neither mentions nor summarises it",
+                "warning",
+            )
+    scope = _scope_conflict(findings, draft)
+    if scope is not None:
+        flags.append((_SEVERITY_RANK["critical"], _KIND_RANK["anatomical_scope"], -1, scope))
     flags.sort(key=lambda item: item[:3])
     return [flag for *_, flag in flags]
+
+
+def _scope_conflict(findings: str, draft: str) -> SafetyFlag | None:
+    """A draft about a region the findings never describe (lungs for a head CT)."""
+    source = region_counts(findings)
+    target = region_counts(draft)
+    foreign = sorted(r for r in target if r not in source)
+    if not source or not foreign:
+        return None
+    described = ", ".join(sorted(source))
+    return SafetyFlag(
+        kind="anatomical_scope",
+        phrase=foreign[0],
+        detail=f"the draft speaks of the {', '.join(foreign)}; the findings describe the "
+        f"{described} only",
+        severity="critical",
+    )
 
 
 def summarise_flags(results: Sequence[Sequence[SafetyFlag]]) -> dict[str, float]:

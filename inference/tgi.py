@@ -22,7 +22,7 @@ from huggingface_hub import errors as hf_errors
 from .backend import PromptFormat
 from .errors import GenerationFailed, ModelNotAvailable
 from .resilience import map_error
-from .types import BackendName, Completion, FinishReason
+from .types import BackendName, Completion, FinishReason, Sampling
 
 __all__ = ["MAX_STOP_SEQUENCES", "NO_API_KEY", "TgiBackend", "require_online_client"]
 
@@ -106,7 +106,12 @@ class TgiBackend:
         return self._model_id
 
     async def generate(
-        self, prompt: str, *, max_new_tokens: int, stop: Sequence[str]
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str],
+        sampling: Sampling | None = None,
     ) -> Completion:
         stops = [s for s in stop if s][:MAX_STOP_SEQUENCES]
         model_id = await self._resolve_model_id()
@@ -116,7 +121,10 @@ class TgiBackend:
                 prompt,
                 adapter_id=self._adapter_id,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
+                do_sample=sampling is not None,
+                temperature=sampling.temperature if sampling else None,
+                top_p=sampling.top_p if sampling else None,
+                seed=sampling.seed if sampling else None,
                 return_full_text=False,
                 details=True,
                 stop=stops or None,

@@ -18,14 +18,36 @@ __all__ = [
     "BackendName",
     "Completion",
     "Draft",
+    "DraftMethod",
     "FinishReason",
     "Generation",
     "GenerationRequest",
+    "Sampling",
     "TokenInfo",
 ]
 
 FinishReason = Literal["eos_token", "length", "stop_sequence"]
+#: How a draft's text was made: the model's best verified candidate, or — when no candidate
+#: passed the consistency checks — the report's own positive findings, condensed.
+DraftMethod = Literal["model", "extractive-fallback"]
 BackendName = Literal["tgi", "openai", "local", "instant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Sampled (not greedy) decoding for one generation: the extra candidates of
+    verify-and-choose drafting.  ``seed`` makes a sample reproducible on servers that
+    honour it (TGI, vLLM, the embedded model)."""
+
+    temperature: float = 0.7
+    top_p: float | None = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError("sampling temperature must be > 0")
+        if self.top_p is not None and not 0 < self.top_p < 1:
+            raise ValueError("top_p must be in (0, 1)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +116,10 @@ class Draft:
     ``text`` is the clean impression; ``raw_text`` what the model produced.  ``truncated``
     is true when generation hit ``max_new_tokens`` (the impression may be incomplete).
     ``safety_flags`` are the findings of :func:`inference.safety.check_draft` (empty when
-    that module is not installed or nothing was flagged).
+    that module is not installed or nothing was flagged).  ``method`` says whether the text
+    is a model candidate or the extractive fallback; ``candidates`` how many model
+    candidates were generated and checked; ``rejected`` the flag kinds that made the
+    verifier reject candidates.
     """
 
     text: str
@@ -108,6 +133,9 @@ class Draft:
     backend: BackendName
     exemplars: int = 0
     safety_flags: tuple[SafetyFlag, ...] = field(default=())
+    method: DraftMethod = "model"
+    candidates: int = 1
+    rejected: tuple[str, ...] = field(default=())
 
     @property
     def truncated(self) -> bool:

@@ -39,6 +39,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inference.errors import AdapterError, InferenceError, ModelNotAvailable
+from inference.scope import ScopeDecision
 from inference.types import Draft
 
 from . import store
@@ -74,7 +75,22 @@ Outcome = Literal["drafted", "skipped", "dead_lettered", "final_matched", "dupli
 class ImpressionDrafter(Protocol):
     """What the pipeline needs from :class:`inference.drafter.Drafter`."""
 
-    async def draft(self, findings: str, *, context: Mapping[str, str] | None = None) -> Draft: ...
+    def check_scope(
+        self,
+        findings: str,
+        *,
+        procedure_code: str | None = None,
+        procedure_text: str | None = None,
+        modality: str | None = None,
+    ) -> ScopeDecision: ...
+
+    async def draft(
+        self,
+        findings: str,
+        *,
+        context: Mapping[str, str] | None = None,
+        scope: ScopeDecision | None = None,
+    ) -> Draft: ...
 
 
 @dataclass(frozen=True)
@@ -104,6 +120,7 @@ class _Plan:
     report: RadiologyReport
     action: Literal["draft", "duplicate", "skip", "final"]
     reason: str | None = None
+    scope: ScopeDecision | None = None
     existing: DraftRecord | None = None
     draft: Draft | None = None
     row: DraftRecord | None = None
@@ -284,6 +301,16 @@ class Processor:
             if not report.findings.strip():
                 plans.append(_Plan(index, report, "skip", reason="no_findings"))
                 continue
+            procedure = report.procedure
+            scope = self.drafter.check_scope(
+                report.findings,
+                procedure_code=procedure.code if procedure else None,
+                procedure_text=(procedure.display or procedure.code) if procedure else None,
+                modality=report.modality,
+            )
+            if not scope.in_scope:
+                plans.append(_Plan(index, report, "skip", reason="out_of_scope", scope=scope))
+                continue
             key = (report.accession, report.findings_hash)
             existing = (
                 known.drafts.get((report.accession, report.findings_hash))
@@ -295,7 +322,7 @@ class Processor:
             elif report.accession is not None and key in seen:
                 plans.append(_Plan(index, report, "skip", reason="repeated_in_message"))
             else:
-                plans.append(_Plan(index, report, "draft"))
+                plans.append(_Plan(index, report, "draft", scope=scope))
             seen.add(key)
         return plans
 
@@ -305,7 +332,8 @@ class Processor:
             return
         # Training prompts carry the findings only, so no extra context is sent.
         results = await asyncio.gather(
-            *(self.drafter.draft(p.report.findings) for p in todo), return_exceptions=True
+            *(self.drafter.draft(p.report.findings, scope=p.scope) for p in todo),
+            return_exceptions=True,
         )
         errors = [r for r in results if isinstance(r, BaseException)]
         for error in errors:  # retriable first: the message is retried as a whole
@@ -423,10 +451,13 @@ class Processor:
                 )  # fmt: skip
             return result.matched
         if plan.action == "skip":
+            details: dict[str, Any] = {"reason": plan.reason}
+            if plan.scope is not None:
+                details["scope"] = plan.scope.to_json()
             events.append(
                 self._event(
                     "skipped", "report", f"{inbound.source_key}#{plan.index}",
-                    report=report, details={"reason": plan.reason},
+                    report=report, details=details,
                 )
             )  # fmt: skip
             return False
@@ -476,6 +507,8 @@ class Processor:
                     "generated_tokens": draft.generated_tokens,
                     "latency_ms": row.latency_ms,
                     "finish_reason": draft.finish_reason,
+                    "method": draft.method,
+                    "candidates": draft.candidates,
                     "safety_flags": len(draft.safety_flags),
                     "supersedes": plan.superseded,
                 },

@@ -101,7 +101,11 @@ def _drafter_from_settings(settings: Settings) -> Any:
     from inference.backend import BackendConfig
     from inference.drafter import Drafter
 
-    return Drafter.from_config(BackendConfig.from_settings(settings.inference))
+    return Drafter.from_config(
+        BackendConfig.from_settings(settings.inference),
+        samples=settings.inference.samples,
+        extra_scopes=tuple(settings.inference.extra_scopes),
+    )
 
 
 def _adapter_version(drafter: Any) -> str | None:

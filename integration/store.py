@@ -159,6 +159,7 @@ def _draft_values(
         "generated_tokens": draft.generated_tokens,
         "latency_ms": round(draft.latency_s * 1000),
         "finish_reason": draft.finish_reason,
+        "draft_method": draft.method,
         "status": "pending_review",
         "final_text": None,
         "edit_distance": None,

@@ -58,7 +58,8 @@ def test_draft_bad_input_is_one_line_exit_2(instant_server: InstantServer) -> No
         ["--findings", " ", "--url", instant_server.url, "--no-verify"],
         ["--findings", "x", "--url", "ftp://nowhere", "--no-verify"],
         ["--findings", "x", "--url", instant_server.url, "--no-verify", "--context", "oops"],
-        ["--findings", "x", "--url", instant_server.url, "--no-verify", "--adapter", "nope"],
+        ["--findings", "Heart size is normal.", "--url", instant_server.url, "--no-verify",
+         "--adapter", "nope"],
     ]
     messages = []
     for args in cases:
