@@ -249,7 +249,7 @@ class Drafter:
             model_id=completion.model_id,
             adapter_id=completion.adapter_id,
             prompt_tokens=completion.prompt_tokens,
-            generated_tokens=sum(c.generated_tokens or 0 for c in completions) or None,
+            generated_tokens=completion.generated_tokens,
             latency_s=latency,
             finish_reason=completion.finish_reason,
             backend=completion.backend,

@@ -1244,6 +1244,8 @@ def _polarity(
         if forward:
             if t_end > start:
                 continue
+            if effect != "hedge" and _list_item_reasserts(clause, t_end, start):
+                continue
         elif t_start >= end:
             # A backward trigger reaches back only to the previous trigger.
             if any(end <= o_start < t_start for _, o_start, _ in triggers):
@@ -1258,6 +1260,23 @@ def _polarity(
     if "hedge" in effects:
         return "uncertain"
     return "present"
+
+
+# After a comma, these open a new, positive statement: "No pneumothorax, small left effusion".
+_REASSERT_RE: Final = re.compile(
+    r"\b(?:small|moderate|large|mild|mildly|minimal|trace|severe|moderately|markedly|new|"
+    r"increased|increasing|persistent|there|a|an|stable|residual|tiny|subtle|patchy|focal)\b",
+    re.IGNORECASE,
+)
+
+
+def _list_item_reasserts(clause: str, t_end: int, start: int) -> bool:
+    """Whether a comma between a negation and a mention starts a new positive statement."""
+    between = clause[t_end:start]
+    comma = between.rfind(",")
+    if comma == -1:
+        return False
+    return bool(_REASSERT_RE.match(between[comma + 1 :].lstrip()))
 
 
 def _mention_between(

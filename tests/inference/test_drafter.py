@@ -56,17 +56,27 @@ async def test_draft_uses_exemplars_and_carries_safety_flags(
         adapter_path=adapter_with_retrieval(tmp_path),
         verify_adapter=False,
     )
+    findings = "No pneumothorax. Large right pleural effusion."
     async with Drafter.from_config(config) as drafter:
         assert drafter.k == 2
-        draft = await drafter.draft(
-            "No pneumothorax. Large right pleural effusion.", context={"modality": "CR"}
-        )
-    # the instant engine answers with the first sentence of the findings
-    assert draft.text == "No pneumothorax."
+        draft = await drafter.draft(findings, context={"modality": "CR"})
+    # the instant engine answers with the first sentence of the findings ("No
+    # pneumothorax."), which leaves out the large effusion: every candidate is rejected and
+    # the draft is the report's own positive finding, marked as the extractive fallback
+    assert draft.text == "Large right pleural effusion."
+    assert draft.method == "extractive-fallback"
+    assert draft.candidates == 4 and draft.rejected == ("omitted_critical",)
+    assert draft.safety_flags == ()
     assert draft.exemplars == 2
     assert draft.backend == "tgi" and draft.adapter_id == "radiology"
     assert draft.model_id == "radgpt/instant-extractive"
-    # the draft leaves out the large effusion: the reviewer is told
+    assert draft.to_dict()["method"] == "extractive-fallback"
+
+    # without the fallback the model's text is kept and the reviewer is told
+    async with Drafter.from_config(config) as plain:
+        plain.fallback = False
+        draft = await plain.draft(findings, context={"modality": "CR"})
+    assert draft.text == "No pneumothorax." and draft.method == "model"
     assert [(f.kind, f.phrase, f.severity) for f in draft.safety_flags] == [
         ("omitted_critical", "pleural effusion", "critical")
     ]

@@ -27,7 +27,7 @@ from inference.resilience import (
     backoff_delay,
     map_error,
 )
-from inference.types import BackendName, Completion
+from inference.types import BackendName, Completion, Sampling
 
 REQUEST = httpx.Request("POST", "http://model:8080/generate")
 
@@ -250,9 +250,15 @@ class ScriptedBackend:
         return "raw"
 
     async def generate(
-        self, prompt: str, *, max_new_tokens: int, stop: Sequence[str]
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str],
+        sampling: Sampling | None = None,
     ) -> Completion:
         self.calls += 1
+        self.sampling = sampling
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

@@ -397,14 +397,22 @@ def test_omitted_critical(findings: str, expected: str) -> None:
     assert omitted[0].severity == "critical"
 
 
-def test_non_critical_findings_may_be_left_out() -> None:
+def test_non_critical_findings_left_out_are_unreported_warnings() -> None:
+    # a small effusion left out is a warning (not critical); incidental scoliosis is not
     assert check_draft("Small left pleural effusion. Mild scoliosis.", "Mild cardiomegaly.") == [
         SafetyFlag(
             kind="invented_finding",
             phrase="cardiomegaly",
             detail="the draft reports cardiomegaly, which the findings do not describe",
             severity="warning",
-        )
+        ),
+        SafetyFlag(
+            kind="unreported_finding",
+            phrase="pleural effusion",
+            detail="findings report pleural effusion; the draft neither mentions nor "
+            "summarises it",
+            severity="warning",
+        ),
     ]
 
 
@@ -531,6 +539,8 @@ def test_summarise_flags_rates() -> None:
         "laterality_conflict": 0.0,
         "invented_finding": 0.5,
         "omitted_critical": 0.0,
+        "unreported_finding": 0.0,
+        "anatomical_scope": 0.0,
         "any": 0.5,
         "critical": 0.25,
     }
