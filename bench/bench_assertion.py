@@ -9,7 +9,8 @@ Both systems are scored on the same target spans, the hand-labelled mentions of
   rules); the targets are set as ``doc.ents`` (every lexicon mention of the report, plus the
   labelled spans the lexicon has no concept for), then ConText runs.  ``is_negated`` or
   ``is_hypothetical`` -> absent, else ``is_uncertain`` -> uncertain, else present; the
-  ``hist->absent`` row also reads ``is_historical`` as absent.
+  ``hist->absent`` row also reads ``is_historical`` as absent, and ``ConText+radiology``
+  adds :data:`RADIOLOGY_RULES` (the engine's radiology phrases) to the default rules.
 
 Prints accuracy, macro-F1 and per-class precision / recall / F1, side accuracy (engine
 only: ConText has no laterality) and the rows each system gets wrong (``--errors``).  The
@@ -75,7 +76,47 @@ def engine_predict(rows: Sequence[dict[str, Any]]) -> list[tuple[str, frozenset[
 # --- medspaCy ------------------------------------------------------------------------------
 
 
-def load_medspacy() -> Any:
+# Radiology phrases the default ConText rules lack, taken from the safety engine's trigger
+# list (inference/safety.py), so this variant asks: with the same vocabulary, does ConText's
+# scope handling do better?  Chosen after seeing the default rules' errors on this sample,
+# so it is an upper bound for ConText, not a blind score.
+RADIOLOGY_RULES: tuple[tuple[str, str, str], ...] = (
+    ("cannot exclude", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("cannot be excluded", "POSSIBLE_EXISTENCE", "BACKWARD"),
+    ("cannot be ruled out", "POSSIBLE_EXISTENCE", "BACKWARD"),
+    ("not excluded", "POSSIBLE_EXISTENCE", "BACKWARD"),
+    ("questionable", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("question", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("probable", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("possibly", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("suspicious for", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("suggestive of", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("suggest", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("suggests", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("suggesting", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("may represent", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("concerning for", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("borderline", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("upper limits of normal", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("versus", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL"),
+    ("or", "POSSIBLE_EXISTENCE", "BIDIRECTIONAL"),
+    ("not identified", "NEGATED_EXISTENCE", "BACKWARD"),
+    ("not seen", "NEGATED_EXISTENCE", "BACKWARD"),
+    ("no longer seen", "NEGATED_EXISTENCE", "BACKWARD"),
+    ("has resolved", "NEGATED_EXISTENCE", "BACKWARD"),
+    ("have resolved", "NEGATED_EXISTENCE", "BACKWARD"),
+    ("resolution of", "NEGATED_EXISTENCE", "FORWARD"),
+    ("clearing of", "NEGATED_EXISTENCE", "FORWARD"),
+    ("no visible", "NEGATED_EXISTENCE", "FORWARD"),
+    ("no significant change", "NEGATED_EXISTENCE", "PSEUDO"),
+    ("no change", "NEGATED_EXISTENCE", "PSEUDO"),
+    ("no interval change", "NEGATED_EXISTENCE", "PSEUDO"),
+    ("but", "NEGATED_EXISTENCE", "TERMINATE"),
+    ("however", "NEGATED_EXISTENCE", "TERMINATE"),
+)
+
+
+def load_medspacy(radiology_rules: bool = False) -> Any:
     try:
         from loguru import logger
 
@@ -83,7 +124,13 @@ def load_medspacy() -> Any:
         import medspacy  # type: ignore[import-untyped, import-not-found, unused-ignore]
     except ImportError as exc:  # pragma: no cover - depends on the environment
         sys.exit(f"error: medspaCy is not installed ({exc}); see this script's docstring")
-    return medspacy.load()
+    nlp = medspacy.load()
+    if radiology_rules:
+        from medspacy.context import ConTextRule  # type: ignore[import-untyped, unused-ignore]
+
+        rules = [ConTextRule(lit, cat, direction=d) for lit, cat, d in RADIOLOGY_RULES]
+        nlp.get_pipe("medspacy_context").add(rules)
+    return nlp
 
 
 def _targets(text: str, extra: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -240,10 +287,12 @@ def main() -> None:
     engine = engine_predict(rows)
     ctx = medspacy_predict(nlp, rows, historical_absent=False)
     ctx_hist = medspacy_predict(nlp, rows, historical_absent=True)
+    ctx_radiology = medspacy_predict(load_medspacy(radiology_rules=True), rows, False)
     systems = {
         "safety engine": [p for p, _ in engine],
         "medspaCy ConText": [p for p, _ in ctx],
         "ConText hist->absent": [p for p, _ in ctx_hist],
+        "ConText+radiology": [p for p, _ in ctx_radiology],
     }
     lexical = [i for i, r in enumerate(rows) if r["in_lexicon"]]
 
@@ -273,7 +322,7 @@ def main() -> None:
     print(f"lexicon rows both systems get wrong: {both_wrong}")
     if args.errors:
         lex_rows, lex_systems = pick(lexical)
-        for name in ("safety engine", "medspaCy ConText"):
+        for name in ("safety engine", "medspaCy ConText", "ConText+radiology"):
             _errors(name, lex_rows, lex_systems[name])
         sides_wrong = [
             (r, s)
