@@ -265,3 +265,21 @@ def test_verify_still_reproduces_the_stored_0_1_0_predictions(model_cache_dir: P
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "verified 2 stored predictions: 2 identical" in done.stdout
+
+
+def test_radgpt_eval_record_stores_the_safety_metrics_without_idx_lists(tmp_path: Path) -> None:
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    for name in ("radgpt-adapter.json", "exemplars.json"):
+        (adapter / name).write_bytes((REPO / "training/adapters/radiology" / name).read_bytes())
+    done = _radgpt(
+        "--score", EVAL_DATA / "predictions.jsonl", "--data", EVAL_DATA / "openi",
+        "--adapter", adapter, "--split", "validate", "--record",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    recorded = json.loads((adapter / "radgpt-adapter.json").read_text())["metrics"]["validate"]
+    overall = recorded["safety_metrics"]["overall"]
+    assert overall["missed_abnormal"] == {"n": 3, "count": 0, "rate": 0.0, "normal_template": 0}
+    assert overall["extractive_fallback"]["rate"] == 0.25
+    assert recorded["rougeL"] == 93.75
+    assert "93.75" in (adapter / "README.md").read_text()
