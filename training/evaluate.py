@@ -305,6 +305,8 @@ def evaluation_report(
     ``compare`` (a baseline run on the same reports) the report gets ``compare``: paired
     bootstrap CIs of the differences (see :mod:`training.comparison`).
     """
+    if compare is not None and not safety:
+        raise ValueError("--compare needs the safety checks (drop --no-safety)")
     findings = [p.inputs for p in predictions]
     targets = [p.target for p in predictions]
     systems: dict[str, list[str]] = {"model": [p.output for p in predictions]}
@@ -316,14 +318,11 @@ def evaluation_report(
         name: score_outputs(findings, targets, outputs, safety=safety)
         for name, outputs in systems.items()
     }
-    if safety:
-        reference = score_outputs(findings, targets, targets, safety=True)
-        if "safety" in reference:
-            report["reference"] = {"safety": reference["safety"]}
     if not safety:
-        if compare is not None:
-            raise ValueError("--compare needs the safety checks (drop --no-safety)")
         return report
+    reference = score_outputs(findings, targets, targets, safety=True)
+    if "safety" in reference:
+        report["reference"] = {"safety": reference["safety"]}
     shown = list(exemplars) if exemplars is not None else [p.exemplars for p in predictions]
     source = None if training is None else training.source
     reference_flags = [check_draft(f, t) for f, t in zip(findings, targets, strict=True)]
