@@ -21,11 +21,28 @@ import typer
 
 from inference.prompter import Prompter
 from inference.retrieval import ExemplarIndex
+from inference.safety import check_draft
 
 from .adapter import EXEMPLARS_FILE, read_metadata, update_metrics
 from .baselines import CONSTANT_ANSWERS, constant_outputs, nearest_neighbour_outputs
+from .comparison import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    compare_reports,
+    format_comparison,
+    pair_by_idx,
+    plot_comparison,
+)
 from .data import OPENI_SPLITS, Example, load_jsonl_pairs
 from .metrics import score_outputs
+from .safety_metrics import (
+    SUBSETS,
+    ReportSafety,
+    SafetyRow,
+    TrainingSet,
+    report_safety,
+    safety_metrics,
+)
 
 __all__ = [
     "DraftSettings",
@@ -33,9 +50,11 @@ __all__ = [
     "eval_command",
     "evaluation_report",
     "format_report",
+    "format_safety",
     "load_split",
     "predict",
     "read_predictions",
+    "retrieved_exemplars",
     "verify_predictions",
     "write_predictions",
 ]
@@ -43,20 +62,80 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """One line of a predictions file."""
+    """One line of a predictions file.
+
+    ``idx, inputs, target, output`` are always there.  The optional fields are written only
+    when set, so files of older runs read and verify unchanged: ``method`` (how the draft
+    was made: ``model`` when absent, or ``extractive-fallback``), ``flags`` (the safety
+    flags stored with the draft, as JSON objects), ``exemplars`` (the exemplar impressions
+    the prompt contained) and ``candidates`` (how many candidates were generated).
+    """
 
     idx: int | str
     inputs: str
     target: str
     output: str
+    method: str | None = None
+    flags: tuple[dict[str, Any], ...] | None = None
+    exemplars: tuple[str, ...] | None = None
+    candidates: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        row: dict[str, Any] = {
             "idx": self.idx,
             "inputs": self.inputs,
             "target": self.target,
             "output": self.output,
         }
+        if self.method is not None:
+            row["method"] = self.method
+        if self.flags is not None:
+            row["flags"] = list(self.flags)
+        if self.exemplars is not None:
+            row["exemplars"] = list(self.exemplars)
+        if self.candidates is not None:
+            row["candidates"] = self.candidates
+        return row
+
+    @classmethod
+    def from_json(cls, row: Any) -> Prediction:
+        """A prediction from one parsed line; ValueError/KeyError/TypeError when malformed."""
+        if not isinstance(row, dict):
+            raise TypeError("a prediction line is a JSON object")
+        idx = row["idx"]
+        if isinstance(idx, bool) or not isinstance(idx, int | str):
+            raise TypeError("idx must be an integer or a string")
+        inputs, target, output = (row[k] for k in ("inputs", "target", "output"))
+        if not all(isinstance(t, str) for t in (inputs, target, output)):
+            raise TypeError("inputs, target and output must be strings")
+        method = row.get("method")
+        if method is not None and not isinstance(method, str):
+            raise TypeError("method must be a string")
+        flags = row.get("flags")
+        if flags is not None and (
+            not isinstance(flags, list) or not all(isinstance(f, dict) for f in flags)
+        ):
+            raise TypeError("flags must be a list of objects")
+        exemplars = row.get("exemplars")
+        if exemplars is not None and (
+            not isinstance(exemplars, list) or not all(isinstance(e, str) for e in exemplars)
+        ):
+            raise TypeError("exemplars must be a list of strings")
+        candidates = row.get("candidates")
+        if candidates is not None and (
+            isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1
+        ):
+            raise TypeError("candidates must be a positive integer")
+        return cls(
+            idx,
+            inputs,
+            target,
+            output,
+            method=method,
+            flags=None if flags is None else tuple(flags),
+            exemplars=None if exemplars is None else tuple(exemplars),
+            candidates=candidates,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +161,12 @@ class DraftSettings:
             )
         return cls(Prompter.load(meta.prompt_template), index, k, meta.max_new_tokens)
 
+    def exemplars(self, findings: str) -> list[str]:
+        """The exemplar impressions the prompt for ``findings`` lists (none without an index)."""
+        return self.index.top_k(findings, self.k) if self.index and self.k else []
+
     def prompt(self, findings: str) -> str:
-        examples = self.index.top_k(findings, self.k) if self.index and self.k else []
-        return self.prompter.build(findings, examples=examples)
+        return self.prompter.build(findings, examples=self.exemplars(findings))
 
 
 def load_split(data: Path, split: str) -> list[Example]:
@@ -144,8 +226,7 @@ def read_predictions(path: Path) -> list[Prediction]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            preds.append(Prediction(row["idx"], row["inputs"], row["target"], row["output"]))
+            preds.append(Prediction.from_json(json.loads(line)))
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{n}: not a prediction line ({exc})") from exc
     return preds
@@ -168,13 +249,64 @@ def verify_predictions(
     ]
 
 
+def retrieved_exemplars(
+    predictions: Sequence[Prediction], settings: DraftSettings
+) -> list[tuple[str, ...]]:
+    """The exemplars each draft was made with: the stored ones, else those ``settings`` give."""
+    return [
+        p.exemplars if p.exemplars is not None else tuple(settings.exemplars(p.inputs))
+        for p in predictions
+    ]
+
+
+def _safety_rows(
+    predictions: Sequence[Prediction],
+    outputs: Sequence[str],
+    exemplars: Sequence[tuple[str, ...] | None],
+    methods: Sequence[str | None],
+) -> list[SafetyRow]:
+    return [
+        SafetyRow(p.idx, p.inputs, p.target, o, m, e)
+        for p, o, e, m in zip(predictions, outputs, exemplars, methods, strict=True)
+    ]
+
+
+def _without_idx_lists(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Safety metrics without the per-report idx lists (for the adapter's metadata)."""
+    return {
+        k: (
+            {**v, "missed_abnormal": {a: b for a, b in v["missed_abnormal"].items() if a != "idx"}}
+            if isinstance(v, dict)
+            else v
+        )
+        for k, v in metrics.items()
+    }
+
+
 def evaluation_report(
     predictions: Sequence[Prediction],
     *,
     baseline_index: ExemplarIndex | None = None,
     safety: bool = True,
+    training: TrainingSet | None = None,
+    exemplars: Sequence[tuple[str, ...] | None] | None = None,
+    compare: Sequence[Prediction] | None = None,
+    compare_exemplars: Sequence[tuple[str, ...] | None] | None = None,
+    compare_name: str = "baseline",
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
 ) -> dict[str, Any]:
-    """Scores of the model, of baselines and of the reference impressions (safety only)."""
+    """Scores of the model, of baselines and of the reference impressions (safety only).
+
+    With ``safety`` every system also gets ``safety_metrics`` (missed-abnormal, copy,
+    fallback and flag rates, by subset; see :mod:`training.safety_metrics`).  ``exemplars``
+    are the exemplar impressions of each report's prompt (default: those stored in the
+    predictions); ``training`` gives the twin subsets and the training-copy rate.  With
+    ``compare`` (a baseline run on the same reports) the report gets ``compare``: paired
+    bootstrap CIs of the differences (see :mod:`training.comparison`).
+    """
+    if compare is not None and not safety:
+        raise ValueError("--compare needs the safety checks (drop --no-safety)")
     findings = [p.inputs for p in predictions]
     targets = [p.target for p in predictions]
     systems: dict[str, list[str]] = {"model": [p.output for p in predictions]}
@@ -186,10 +318,50 @@ def evaluation_report(
         name: score_outputs(findings, targets, outputs, safety=safety)
         for name, outputs in systems.items()
     }
-    if safety:
-        reference = score_outputs(findings, targets, targets, safety=True)
-        if "safety" in reference:
-            report["reference"] = {"safety": reference["safety"]}
+    if not safety:
+        return report
+    reference = score_outputs(findings, targets, targets, safety=True)
+    if "safety" in reference:
+        report["reference"] = {"safety": reference["safety"]}
+    shown = list(exemplars) if exemplars is not None else [p.exemplars for p in predictions]
+    source = None if training is None else training.source
+    reference_flags = [check_draft(f, t) for f, t in zip(findings, targets, strict=True)]
+    model_reports: list[ReportSafety] = []
+    for name, outputs in systems.items():
+        methods = [p.method for p in predictions] if name == "model" else [None] * len(outputs)
+        reports = report_safety(
+            _safety_rows(predictions, outputs, shown, methods),
+            training=training,
+            reference_flags=reference_flags,
+        )
+        if name == "model":
+            model_reports = reports
+        report[name]["safety_metrics"] = safety_metrics(reports, training_source=source)
+    if compare is not None:
+        pairs = pair_by_idx(predictions, compare)
+        base = [b for _, b in pairs]
+        base_shown = (
+            list(compare_exemplars)
+            if compare_exemplars is not None
+            else [p.exemplars for p in compare]
+        )
+        by_idx = {p.idx: e for p, e in zip(compare, base_shown, strict=True)}
+        base_reports = report_safety(
+            _safety_rows(
+                base,
+                [b.output for b in base],
+                [by_idx[b.idx] for b in base],
+                [b.method for b in base],
+            ),
+            training=training,
+            reference_flags=reference_flags,
+        )
+        comparison = compare_reports(model_reports, base_reports, resamples=resamples, seed=seed)
+        report["compare"] = {
+            "baseline": compare_name,
+            "baseline_safety_metrics": safety_metrics(base_reports, training_source=source),
+            **comparison,
+        }
     return report
 
 
@@ -216,7 +388,100 @@ def format_report(report: dict[str, Any]) -> str:
             f"{'reference impressions':44} {'':>6} {'':>6} {'':>6} {'':>8} {'':>8} "
             f"{'':>6} {100 * ref['any']:6.1f}%"
         )
+    safety = format_safety(report)
+    return "\n".join(lines) + (f"\n{safety}" if safety else "")
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _missed(m: dict[str, Any]) -> str:
+    return f"{m['count']}/{m['n']} {_pct(m['rate'])}" if m["n"] else "-"
+
+
+def format_safety(report: dict[str, Any]) -> str:
+    """Plain-text tables of the safety metrics: per system, then the model's subsets."""
+    rows: list[tuple[str, dict[str, Any]]] = [
+        (name, r["safety_metrics"]) for name, r in report.items() if "safety_metrics" in r
+    ]
+    if "compare" in report:
+        rows.append(
+            (
+                f"--compare {Path(report['compare']['baseline']).name}",
+                report["compare"]["baseline_safety_metrics"],
+            )
+        )
+    if not rows:
+        return ""
+    head = (
+        f"{'system':44} {'missed-abnormal':>17} {'normal tmpl':>11} {'copy exempl':>11} "
+        f"{'copy train':>10} {'fallback':>8} {'any flag':>8} {'x ref':>6}"
+    )
+    lines = [
+        "",
+        "safety (missed-abnormal over the abnormal reports; x ref = any flag / "
+        "reference impressions' any flag)",
+        head,
+        "-" * len(head),
+    ]
+    for name, m in rows:
+        o = m["overall"]
+        miss = o["missed_abnormal"]
+        ratio = "n/a" if o["flags"]["any_ratio"] is None else f"{o['flags']['any_ratio']:.2f}"
+        lines.append(
+            f"{name[:44]:44} {miss['count']:>5}/{miss['n']:<4} {_pct(miss['rate']):>6} "
+            f"{miss['normal_template']:>11} {_pct(o['copy_exemplar']['rate']):>11} "
+            f"{_pct(o['copy_training']['rate']):>10} {_pct(o['extractive_fallback']['rate']):>8} "
+            f"{_pct(o['flags']['drafts']['any']):>8} {ratio:>6}"
+        )
+    ref_any = rows[0][1]["overall"]["flags"]["reference"]["any"]
+    lines.append(
+        f"{'reference impressions':44} {'':>17} {'':>11} {'':>11} {'':>10} {'':>8} "
+        f"{_pct(ref_any):>8}"
+    )
+    model = report.get("model", {}).get("safety_metrics")
+    if model is not None:
+        head = (
+            f"{'model subset':12} {'n':>4} {'R-1':>6} {'R-2':>6} {'R-L':>6} "
+            f"{'missed-abn':>16} {'copy exempl':>11} {'any flag':>8} {'ref flag':>8}"
+        )
+        lines += ["", head, "-" * len(head)]
+        for subset in SUBSETS:
+            s = model.get(subset)
+            if s is None:
+                lines.append(f"{subset:12} (unknown: no training set)")
+                continue
+            miss = s["missed_abnormal"]
+            lines.append(
+                f"{subset:12} {s['n']:4d} {s['rouge1']:6.2f} {s['rouge2']:6.2f} {s['rougeL']:6.2f} "
+                f"{_missed(miss):>16} "
+                f"{_pct(s['copy_exemplar']['rate']):>11} {_pct(s['flags']['drafts']['any']):>8} "
+                f"{_pct(s['flags']['reference']['any']):>8}"
+            )
+    if "compare" in report:
+        lines += [
+            "",
+            f"model - {report['compare']['baseline']} (paired bootstrap, "
+            f"{report['compare']['resamples']} resamples, seed {report['compare']['seed']})",
+            format_comparison(report["compare"], new="model", baseline="baseline"),
+        ]
     return "\n".join(lines)
+
+
+SYSTEMS = ("model", "tfidf-1nn")
+
+
+def _training_set(data: Path, settings: DraftSettings) -> tuple[TrainingSet | None, list[Example]]:
+    """The training reports: ``data/train.jsonl`` if there, else the adapter's exemplars."""
+    if data.is_dir() and (data / "train.jsonl").is_file():
+        train = load_jsonl_pairs(data / "train.jsonl", prefix="train-")
+        pairs = ((e.findings, e.impression) for e in train)
+        return TrainingSet.from_pairs(pairs, source=str(data / "train.jsonl")), train
+    if settings.index is not None:
+        pairs = ((e.findings, e.impression) for e in settings.index.exemplars)
+        return TrainingSet.from_pairs(pairs, source="adapter exemplars"), []
+    return None, []
 
 
 def eval_command(
@@ -225,14 +490,27 @@ def eval_command(
         Path | None, typer.Option(help="adapter dir (default: the shipped one)")
     ] = Path("training/adapters/radiology"),
     out: Annotated[
-        Path | None, typer.Option(help="predictions JSONL {idx,inputs,target,output}")
+        Path | None, typer.Option(help="predictions JSONL {idx,inputs,target,output,...}")
     ] = None,
     data: Annotated[
         Path, typer.Option(help="Open-i split dir or a JSONL file {idx,inputs,target}")
     ] = Path("../shared/data/openi"),
     predictions: Annotated[
-        Path | None, typer.Option(help="score this predictions file instead of generating")
+        Path | None,
+        typer.Option(
+            "--predictions", "--score", help="score this predictions file (no model is loaded)"
+        ),
     ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(help="baseline predictions on the same reports: paired bootstrap CIs"),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="with --compare: PNG of ROUGE-L and missed-abnormal")
+    ] = None,
+    system: Annotated[
+        str, typer.Option(help="model | tfidf-1nn (the 1-NN training impression, no model)")
+    ] = "model",
     verify: Annotated[
         Path | None, typer.Option(help="re-draft stored predictions and compare exactly")
     ] = None,
@@ -241,6 +519,8 @@ def eval_command(
     no_adapter: Annotated[bool, typer.Option("--base", help="the base model alone")] = False,
     baselines: Annotated[bool, typer.Option(help="score the baselines too")] = True,
     safety: Annotated[bool, typer.Option(help="run the clinical-consistency checks")] = True,
+    resamples: Annotated[int, typer.Option(help="bootstrap resamples")] = DEFAULT_RESAMPLES,
+    seed: Annotated[int, typer.Option("--bootstrap-seed", help="bootstrap seed")] = DEFAULT_SEED,
     metrics_out: Annotated[Path | None, typer.Option(help="write the report as JSON")] = None,
     record: Annotated[
         bool, typer.Option(help="store the metrics in the adapter's metadata and model card")
@@ -250,9 +530,15 @@ def eval_command(
     ),
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
-    """Draft the IMPRESSION of every report of a split and print ROUGE-1/2/L and more."""
+    """Draft the IMPRESSION of every report of a split and print ROUGE and safety metrics."""
     if adapter is not None and not no_adapter and not adapter.is_dir():
         raise ValueError(f"no adapter directory {adapter}")
+    if system not in SYSTEMS:
+        raise ValueError(f"unknown --system {system!r} (choose from {', '.join(SYSTEMS)})")
+    if plot is not None and compare is None:
+        raise ValueError("--plot needs --compare BASELINE_PREDICTIONS")
+    if resamples < 1:
+        raise ValueError("--resamples must be at least 1")
     adapter_dir = None if no_adapter else adapter
     settings = DraftSettings.for_adapter(adapter_dir)
     model: Any = None
@@ -274,23 +560,48 @@ def eval_command(
                 typer.echo(f"  idx {pred.idx}: stored {pred.output!r} != now {again!r}")
             raise typer.Exit(1)
         return
+    baseline_preds = read_predictions(compare) if compare is not None else None
+    training, train = _training_set(data, settings)
+    baseline_index = (
+        ExemplarIndex.build((e.id, e.findings, e.impression) for e in train) if train else None
+    )
     if predictions is not None:
         preds = read_predictions(predictions)
     else:
         examples = load_split(data, split)[:limit]
         if not examples:
             raise ValueError("no reports to evaluate")
-        model = load_model()
-        preds = predict(model, settings, examples, use_adapter=not no_adapter, progress=progress)
+        if system == "tfidf-1nn":
+            if baseline_index is None:
+                raise ValueError(f"--system tfidf-1nn needs the training split {data}/train.jsonl")
+            nearest = nearest_neighbour_outputs(baseline_index, [e.findings for e in examples])
+            preds = [
+                Prediction(_idx(e.id), e.findings, e.impression, o, exemplars=(o,))
+                for e, o in zip(examples, nearest, strict=True)
+            ]
+        else:
+            model = load_model()
+            preds = predict(
+                model, settings, examples, use_adapter=not no_adapter, progress=progress
+            )
         if out is not None:
             write_predictions(out, preds)
             typer.echo(f"wrote {len(preds)} predictions to {out}")
-    baseline_index = None
-    if baselines and data.is_dir() and (data / "train.jsonl").is_file():
-        train = load_jsonl_pairs(data / "train.jsonl", prefix="train-")
-        baseline_index = ExemplarIndex.build((e.id, e.findings, e.impression) for e in train)
+    if baseline_preds is not None:
+        pair_by_idx(preds, baseline_preds)  # fail before the slow part
     report = evaluation_report(
-        preds, baseline_index=baseline_index if baselines else None, safety=safety
+        preds,
+        baseline_index=baseline_index if baselines else None,
+        safety=safety,
+        training=training,
+        exemplars=retrieved_exemplars(preds, settings),
+        compare=baseline_preds,
+        compare_exemplars=(
+            None if baseline_preds is None else retrieved_exemplars(baseline_preds, settings)
+        ),
+        compare_name=str(compare),
+        resamples=resamples,
+        seed=seed,
     )
     if not baselines:
         report = {k: v for k, v in report.items() if not k.startswith(("constant", "tfidf"))}
@@ -299,6 +610,10 @@ def eval_command(
     if metrics_out is not None:
         metrics_out.parent.mkdir(parents=True, exist_ok=True)
         metrics_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if plot is not None and "compare" in report:
+        label = predictions.stem if predictions is not None else system
+        plot_comparison(report["compare"], plot, new=label, baseline=Path(str(compare)).stem)
+        typer.echo(f"wrote {plot}")
     if record:
         if adapter_dir is None:
             raise ValueError("--record needs an adapter")
@@ -307,6 +622,11 @@ def eval_command(
             adapter_dir,
             split,
             {k: model_scores[k] for k in ("n", "rouge1", "rouge2", "rougeL", "subsets", "length")}
-            | ({"safety": model_scores["safety"]} if "safety" in model_scores else {}),
+            | ({"safety": model_scores["safety"]} if "safety" in model_scores else {})
+            | (
+                {"safety_metrics": _without_idx_lists(model_scores["safety_metrics"])}
+                if "safety_metrics" in model_scores
+                else {}
+            ),
         )
         typer.echo(f"recorded {split} metrics in {adapter_dir}")

@@ -21,6 +21,8 @@ __all__ = [
     "Scores",
     "is_normal_impression",
     "length_stats",
+    "mean_scores",
+    "rouge_per_report",
     "rouge_scores",
     "safety_rates",
     "score_outputs",
@@ -143,22 +145,41 @@ class Scores:
         }
 
 
-def rouge_scores(outputs: Sequence[str], targets: Sequence[str]) -> Scores:
-    """Mean per-report ROUGE-1/2/L F1 x100 (``rouge-score``, no stemming)."""
+def rouge_per_report(
+    outputs: Sequence[str], targets: Sequence[str]
+) -> list[tuple[float, float, float]]:
+    """ROUGE-1/2/L F1 x100 of each report (``rouge-score``, no stemming)."""
     if len(outputs) != len(targets):
         raise ValueError("outputs and targets must have the same length")
     if not outputs:
-        return Scores(0, 0.0, 0.0, 0.0)
+        return []
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
-    sums = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    for out, ref in zip(outputs, targets, strict=True):
-        result = scorer.score(ref, out)
-        for key in sums:
-            sums[key] += result[key].fmeasure
-    n = len(outputs)
-    return Scores(n, *(100.0 * sums[k] / n for k in ("rouge1", "rouge2", "rougeL")))
+    out = []
+    for output, ref in zip(outputs, targets, strict=True):
+        result = scorer.score(ref, output)
+        out.append(
+            (
+                100.0 * result["rouge1"].fmeasure,
+                100.0 * result["rouge2"].fmeasure,
+                100.0 * result["rougeL"].fmeasure,
+            )
+        )
+    return out
+
+
+def mean_scores(per_report: Sequence[tuple[float, float, float]]) -> Scores:
+    """The mean of per-report ROUGE-1/2/L triples (all zero for none)."""
+    n = len(per_report)
+    if not n:
+        return Scores(0, 0.0, 0.0, 0.0)
+    return Scores(n, *(sum(r[i] for r in per_report) / n for i in range(3)))
+
+
+def rouge_scores(outputs: Sequence[str], targets: Sequence[str]) -> Scores:
+    """Mean per-report ROUGE-1/2/L F1 x100 (``rouge-score``, no stemming)."""
+    return mean_scores(rouge_per_report(outputs, targets))
 
 
 def length_stats(outputs: Sequence[str], targets: Sequence[str]) -> dict[str, float]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from training.evaluate import (
     format_report,
     load_split,
     read_predictions,
+    retrieved_exemplars,
     write_predictions,
 )
 
@@ -89,3 +92,194 @@ def test_draft_settings_of_the_shipped_adapter() -> None:
     canary = meta["canary"]
     assert settings.prompt(canary["findings"]) == canary["prompt"]
     assert settings.max_new_tokens == meta["max_new_tokens"]
+
+
+EVAL_DATA = Path(__file__).resolve().parents[1] / "data/training/eval"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_optional_prediction_fields_round_trip_and_old_lines_still_read(tmp_path: Path) -> None:
+    stored = read_predictions(EVAL_DATA / "predictions.jsonl")
+    assert [p.method for p in stored] == ["model", "model", "extractive-fallback", "model"]
+    assert stored[0].exemplars == (
+        "No acute cardiopulmonary abnormality.",
+        "No acute cardiopulmonary disease.",
+        "Normal chest.",
+    )
+    assert stored[0].candidates == 3 and stored[0].flags == ()
+    path = tmp_path / "again.jsonl"
+    write_predictions(path, stored)
+    assert read_predictions(path) == stored
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        json.loads(line) for line in (EVAL_DATA / "predictions.jsonl").read_text().splitlines()
+    ]
+    flagged = Prediction(
+        7,
+        "Right pneumothorax.",
+        "Right pneumothorax.",
+        "Left pneumothorax.",
+        flags=({"kind": "laterality_conflict", "severity": "critical"},),
+    )
+    assert flagged.to_json()["flags"] == [{"kind": "laterality_conflict", "severity": "critical"}]
+    old = read_predictions(EVAL_DATA / "baseline.jsonl")
+    assert all(p.method is None and p.exemplars is None and p.candidates is None for p in old)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"method": 1}, "method must be a string"),
+        ({"exemplars": "No acute disease."}, "exemplars must be a list of strings"),
+        ({"flags": ["omitted_critical"]}, "flags must be a list of objects"),
+        ({"candidates": 0}, "candidates must be a positive integer"),
+        ({"output": None}, "must be strings"),
+        ({"idx": True}, "idx must be"),
+    ],
+)
+def test_malformed_optional_fields_are_refused(
+    tmp_path: Path, extra: dict[str, object], message: str
+) -> None:
+    row = {"idx": 1, "inputs": "a", "target": "b", "output": "c", **extra}
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match=f"bad.jsonl:1: not a prediction line .*{message}"):
+        read_predictions(path)
+
+
+def test_retrieved_exemplars_prefer_the_stored_ones() -> None:
+    shipped = REPO / "training/adapters/radiology"
+    settings = DraftSettings.for_adapter(shipped)
+    rows = [PREDS[0], Prediction(3, "x", "y", "z", exemplars=("stored",))]
+    got = retrieved_exemplars(rows, settings)
+    assert got[0] == tuple(settings.index.top_k(PREDS[0].inputs, 3))  # type: ignore[union-attr]
+    assert len(got[0]) == 3 and got[1] == ("stored",)
+    plain = DraftSettings.for_adapter(None)
+    assert retrieved_exemplars([PREDS[0]], plain) == [()]
+
+
+def _radgpt(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "integration", "eval", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_radgpt_eval_scores_and_compares_stored_predictions(tmp_path: Path) -> None:
+    metrics, png = tmp_path / "metrics.json", tmp_path / "cmp.png"
+    done = _radgpt(
+        "--score", EVAL_DATA / "predictions.jsonl",
+        "--compare", EVAL_DATA / "baseline.jsonl",
+        "--data", EVAL_DATA / "openi",
+        "--metrics-out", metrics,
+        "--plot", png,
+        "--resamples", "300",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "missed-abnormal" in done.stdout and "diff [95% CI]" in done.stdout
+    report = json.loads(metrics.read_text())
+    model = report["model"]
+    assert model["rougeL"] == 93.75  # 100, 100, 75 (LCS 3 of 4 words), 100
+    sm = model["safety_metrics"]
+    assert sm["training_set"] == str(EVAL_DATA / "openi" / "train.jsonl")
+    assert sm["overall"]["missed_abnormal"] == {
+        "n": 3, "count": 0, "rate": 0.0, "normal_template": 0, "idx": []
+    }  # fmt: skip
+    assert sm["overall"]["copy_exemplar"] == {"n": 4, "count": 1, "rate": 0.25}
+    assert sm["overall"]["copy_training"] == {"n": 4, "count": 1, "rate": 0.25}
+    assert sm["overall"]["extractive_fallback"] == {"n": 4, "count": 1, "rate": 0.25}
+    assert sm["exact_twin"]["n"] == 1 and sm["non_twin"]["n"] == 3
+    assert sm["overall"]["flags"]["drafts"]["any"] == 0.0
+    base = report["compare"]["baseline_safety_metrics"]["overall"]
+    assert base["missed_abnormal"]["count"] == 3 and base["missed_abnormal"]["idx"] == [
+        3002, 3003, 3004
+    ]  # fmt: skip
+    assert base["rougeL"] == 25.0 and base["flags"]["drafts"]["any"] == 0.5
+    cmp = report["compare"]
+    assert cmp["resamples"] == 300 and cmp["baseline"] == str(EVAL_DATA / "baseline.jsonl")
+    abnormal = cmp["subsets"]["abnormal"]
+    # every abnormal report: new not missed, baseline missed -> a paired difference of -1
+    assert abnormal["missed_abnormal"]["diff"] == {"value": -1.0, "low": -1.0, "high": -1.0}
+    overall = cmp["subsets"]["overall"]
+    assert overall["rougeL"]["diff"]["value"] == 68.75
+    assert overall["any_flag"]["diff"]["value"] == -0.5
+    assert overall["rougeL"]["diff"]["low"] <= 68.75 <= overall["rougeL"]["diff"]["high"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_radgpt_eval_bad_comparisons_exit_2_in_one_line(tmp_path: Path) -> None:
+    short = tmp_path / "short.jsonl"
+    lines = (EVAL_DATA / "baseline.jsonl").read_text().splitlines()
+    short.write_text("\n".join(lines[:3]) + "\n")
+    mismatch = _radgpt(
+        "--score", EVAL_DATA / "predictions.jsonl", "--compare", short,
+        "--data", EVAL_DATA / "openi",
+    )  # fmt: skip
+    assert mismatch.returncode == 2
+    assert mismatch.stderr == (
+        "error: --compare needs the same reports: 1 idx only in the predictions [3004], "
+        "0 only in the baseline []\n"
+    )
+    no_compare = _radgpt("--score", EVAL_DATA / "predictions.jsonl", "--plot", tmp_path / "x.png")
+    assert no_compare.returncode == 2
+    assert no_compare.stderr == "error: --plot needs --compare BASELINE_PREDICTIONS\n"
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"idx": 1, "inputs": "a"}\n')
+    bad = _radgpt("--score", broken, "--data", EVAL_DATA / "openi")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith(f"error: {broken}:1: not a prediction line")
+    assert len(bad.stderr.splitlines()) == 1
+
+
+def test_radgpt_eval_writes_tfidf_1nn_predictions_without_a_model(tmp_path: Path) -> None:
+    out = tmp_path / "1nn.jsonl"
+    done = _radgpt(
+        "--system", "tfidf-1nn", "--split", "test", "--data", EVAL_DATA / "openi",
+        "--out", out, "--no-baselines",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["idx"] for r in rows] == [3001, 3002, 3003, 3004]
+    # 3001 has an exact findings twin in train.jsonl; 3002 shares 8 of its 10 words with one
+    assert rows[0]["output"] == "No acute cardiopulmonary abnormality."
+    assert rows[1]["output"] == "Large right pleural effusion, increased since the prior study."
+    assert all(r["exemplars"] == [r["output"]] for r in rows)
+    unknown = _radgpt("--system", "gpt-5", "--data", EVAL_DATA / "openi")
+    assert unknown.returncode == 2
+    assert unknown.stderr == "error: unknown --system 'gpt-5' (choose from model, tfidf-1nn)\n"
+
+
+@pytest.mark.timeout(1200)
+def test_verify_still_reproduces_the_stored_0_1_0_predictions(model_cache_dir: Path) -> None:
+    """The stored run predates the optional fields; --verify re-drafts a sample exactly."""
+    stored = REPO / "training/results/openi-test-predictions.jsonl"
+    assert set(json.loads(stored.read_text().splitlines()[0])) == {
+        "idx", "inputs", "target", "output"
+    }  # fmt: skip
+    done = _radgpt(
+        "--verify", stored, "--sample", "2", "--adapter", REPO / "training/adapters/radiology",
+        "--cache-dir", model_cache_dir,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "verified 2 stored predictions: 2 identical" in done.stdout
+
+
+def test_radgpt_eval_record_stores_the_safety_metrics_without_idx_lists(tmp_path: Path) -> None:
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    for name in ("radgpt-adapter.json", "exemplars.json"):
+        (adapter / name).write_bytes((REPO / "training/adapters/radiology" / name).read_bytes())
+    done = _radgpt(
+        "--score", EVAL_DATA / "predictions.jsonl", "--data", EVAL_DATA / "openi",
+        "--adapter", adapter, "--split", "validate", "--record",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    recorded = json.loads((adapter / "radgpt-adapter.json").read_text())["metrics"]["validate"]
+    overall = recorded["safety_metrics"]["overall"]
+    assert overall["missed_abnormal"] == {"n": 3, "count": 0, "rate": 0.0, "normal_template": 0}
+    assert overall["extractive_fallback"]["rate"] == 0.25
+    assert recorded["rougeL"] == 93.75
+    assert "93.75" in (adapter / "README.md").read_text()
