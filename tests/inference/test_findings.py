@@ -73,10 +73,16 @@ def test_several_findings_keep_reading_order_and_sides() -> None:
             "Mild cardiomegaly. There is a small left apical pneumothorax.",
             "Small left apical pneumothorax. Mild cardiomegaly.",
         ),
-        ("The right hemidiaphragm is elevated. Lungs clear.", "The right hemidiaphragm is elevated."),
+        (
+            "The right hemidiaphragm is elevated. Lungs clear.",
+            "The right hemidiaphragm is elevated.",
+        ),
         ("Heart size normal. Lungs clear. No effusion or pneumothorax.", NORMAL_IMPRESSION),
         # incidental findings only when nothing else is positive
-        ("Calcified granuloma in the right upper lobe.", "Calcified granuloma in the right upper lobe."),
+        (
+            "Calcified granuloma in the right upper lobe.",
+            "Calcified granuloma in the right upper lobe.",
+        ),
     ],
 )
 def test_extractive_impression(findings: str, impression: str) -> None:

@@ -37,7 +37,8 @@ ROWS = [
         NORMAL,
         exemplars=("Right pleural effusion.",),
     ),
-    # 3: abnormal reference, the draft is no template but names no finding: missed, no flag.
+    # 3: abnormal reference, the draft is no template but names no finding: missed, and the
+    #    consolidation it leaves out is an unreported_finding warning.
     SafetyRow(
         3,
         "Left lower lobe consolidation.",
@@ -94,9 +95,9 @@ def test_names_positive_finding(text: str, positive: bool) -> None:
 
 def test_checker_behaviour_the_expected_values_rely_on() -> None:
     kinds = [sorted({f.kind for f in check_draft(r.inputs, r.output)}) for r in ROWS]
-    assert kinds == [[], ["omitted_critical"], [], ["laterality_conflict"], []]
+    assert kinds == [[], ["omitted_critical"], ["unreported_finding"], ["laterality_conflict"], []]
     refs = [sorted({f.kind for f in check_draft(r.inputs, r.target)}) for r in ROWS]
-    assert refs == [[], [], [], [], ["invented_finding"]]
+    assert refs == [[], [], [], [], ["invented_finding", "unreported_finding"]]
 
 
 def test_per_report_facts() -> None:
@@ -133,12 +134,13 @@ def test_aggregate_metrics_overall() -> None:
     assert o["copy_training"] == {"n": 5, "count": 3, "rate": 0.6}
     assert o["extractive_fallback"] == {"n": 5, "count": 1, "rate": 0.2}
     flags = o["flags"]
-    assert flags["drafts"]["any"] == 0.4 and flags["drafts"]["critical"] == 0.4
+    assert flags["drafts"]["any"] == 0.6 and flags["drafts"]["critical"] == 0.4
+    assert flags["drafts"]["unreported_finding"] == 0.2
     assert flags["drafts"]["omitted_critical"] == 0.2
     assert flags["drafts"]["laterality_conflict"] == 0.2
     assert flags["drafts"]["negation_flip"] == 0.0
     assert flags["reference"]["any"] == 0.2 and flags["reference"]["invented_finding"] == 0.2
-    assert flags["any_ratio"] == 2.0
+    assert flags["any_ratio"] == 3.0
 
 
 def test_aggregate_metrics_by_subset() -> None:
@@ -149,7 +151,7 @@ def test_aggregate_metrics_by_subset() -> None:
     assert m["normal"]["missed_abnormal"]["rate"] == 0.0
     assert (m["abnormal"]["n"], m["abnormal"]["rougeL"]) == (4, 12.5)
     assert m["abnormal"]["missed_abnormal"]["count"] == 2
-    assert m["abnormal"]["flags"]["drafts"]["any"] == 0.5
+    assert m["abnormal"]["flags"]["drafts"]["any"] == 0.75
     assert m["abnormal"]["flags"]["reference"]["any"] == 0.25
     assert m["exact_twin"]["n"] == 1 and m["exact_twin"]["copy_exemplar"]["count"] == 1
     assert m["non_twin"]["n"] == 4 and m["non_twin"]["missed_abnormal"]["rate"] == 0.5
