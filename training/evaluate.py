@@ -1,9 +1,14 @@
 """``radgpt eval``: draft every report of a split with an adapter and score the drafts.
 
-Decoding is greedy, one prompt at a time, with :meth:`inference.local.LocalModel.generate`
-and the adapter's own settings (prompt template, retrieval exemplars, ``max_new_tokens``
-from ``radgpt-adapter.json``), so a stored prediction is reproduced exactly by re-running
-the adapter on its report (``radgpt eval --verify FILE``).  The report compares the model
+Drafting (``--drafting verify``, the default) is the product's own path,
+:class:`inference.drafter.Drafter` over the embedded model: the greedy candidate, sampled
+candidates (seeded) when it fails the consistency checks, and the extractive fallback when
+none passes; ``--drafting greedy`` is plain greedy decoding (how adapter 0.1.0 was scored).
+Both use the adapter's own settings (prompt template, retrieval exemplars,
+``max_new_tokens`` from ``radgpt-adapter.json``) and are deterministic, so a stored
+prediction is reproduced exactly by re-running the adapter on its report
+(``radgpt eval --verify FILE``; rows with a ``candidates`` field are re-drafted the
+verify-and-choose way).  The report compares the model
 with baselines computed by the same code, on all reports and on the normal/abnormal subsets,
 and includes length and clinical-consistency (safety check) rates.
 """
@@ -53,6 +58,7 @@ __all__ = [
     "format_safety",
     "load_split",
     "predict",
+    "predict_verified",
     "read_predictions",
     "retrieved_exemplars",
     "verify_predictions",
@@ -195,6 +201,78 @@ def _draft(model: Any, settings: DraftSettings, findings: str, use_adapter: bool
     return settings.prompter.parse(gen.text, truncated=gen.finish_reason == "length")
 
 
+def _drafter(model: Any, settings: DraftSettings, *, use_adapter: bool, samples: int) -> Any:
+    from inference.drafter import Drafter
+    from inference.engine import ModelEngine
+    from inference.local import LocalBackend
+
+    backend = LocalBackend(ModelEngine(model), adapter_id="radiology" if use_adapter else None)
+    return Drafter(
+        backend,
+        prompter=settings.prompter,
+        exemplars=settings.index,
+        k=settings.k,
+        max_new_tokens=settings.max_new_tokens,
+        verify=False,
+        samples=samples,
+    )
+
+
+# Open-i reports are chest radiographs: scope gating is the pipeline's job, not the eval's.
+def _chest_radiograph() -> Any:
+    from inference.scope import ScopeDecision
+
+    return ScopeDecision(True, "Open-i chest radiograph", "procedure", "XR", "CHEST")
+
+
+def predict_verified(
+    model: Any,
+    settings: DraftSettings,
+    examples: Sequence[Prediction | Example],
+    *,
+    use_adapter: bool = True,
+    samples: int = 3,
+    progress: bool = True,
+) -> list[Prediction]:
+    """Verify-and-choose drafts (the :class:`~inference.drafter.Drafter` path) for
+    ``examples``, with method, flags, exemplars and the number of candidates."""
+    import asyncio
+
+    from tqdm import tqdm
+
+    drafter = _drafter(model, settings, use_adapter=use_adapter, samples=samples)
+    scope = _chest_radiograph()
+    rows = [
+        (e.idx, e.inputs, e.target) if isinstance(e, Prediction)
+        else (_idx(e.id), e.findings, e.impression)
+        for e in examples
+    ]  # fmt: skip
+
+    async def run() -> list[Prediction]:
+        out: list[Prediction] = []
+        fallbacks = 0
+        bar = tqdm(rows, desc="eval", unit="report", disable=not progress)
+        try:
+            for idx, findings, target in bar:
+                draft = await drafter.draft(findings, scope=scope)
+                fallbacks += draft.method != "model"
+                bar.set_postfix(fallback=fallbacks)
+                out.append(
+                    Prediction(
+                        idx, findings, target, draft.text,
+                        method=draft.method,
+                        flags=tuple(draft.to_dict()["safety_flags"]),
+                        exemplars=tuple(settings.exemplars(findings)),
+                        candidates=draft.candidates,
+                    )
+                )  # fmt: skip
+        finally:
+            await drafter.aclose()
+        return out
+
+    return asyncio.run(run())
+
+
 def predict(
     model: Any,
     settings: DraftSettings,
@@ -244,9 +322,16 @@ def verify_predictions(
     chosen = list(predictions)
     if sample is not None and sample < len(chosen):
         chosen = random.Random(seed).sample(chosen, sample)
-    return [
-        (p, again) for p in chosen if (again := _draft(model, settings, p.inputs, True)) != p.output
+    greedy = [p for p in chosen if p.candidates is None]
+    verified = [p for p in chosen if p.candidates is not None]
+    bad = [
+        (p, again) for p in greedy if (again := _draft(model, settings, p.inputs, True)) != p.output
     ]
+    if verified:
+        samples = max(p.candidates or 1 for p in verified) - 1
+        again_rows = predict_verified(model, settings, verified, samples=samples, progress=False)
+        bad.extend((p, a.output) for p, a in zip(verified, again_rows, strict=True) if a != p)
+    return bad
 
 
 def retrieved_exemplars(
@@ -529,6 +614,13 @@ def eval_command(
         ".radgpt/cache"
     ),
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    drafting: Annotated[
+        str,
+        typer.Option(help="verify (greedy, samples when it fails, extractive fallback) | greedy"),
+    ] = "verify",
+    samples: Annotated[
+        int, typer.Option(help="--drafting verify: sampled candidates when greedy fails")
+    ] = 3,
 ) -> None:
     """Draft the IMPRESSION of every report of a split and print ROUGE and safety metrics."""
     if adapter is not None and not no_adapter and not adapter.is_dir():
@@ -539,6 +631,10 @@ def eval_command(
         raise ValueError("--plot needs --compare BASELINE_PREDICTIONS")
     if resamples < 1:
         raise ValueError("--resamples must be at least 1")
+    if drafting not in ("verify", "greedy"):
+        raise ValueError(f"--drafting must be verify or greedy, not {drafting!r}")
+    if samples < 0:
+        raise ValueError("--samples must not be negative")
     adapter_dir = None if no_adapter else adapter
     settings = DraftSettings.for_adapter(adapter_dir)
     model: Any = None
@@ -581,9 +677,15 @@ def eval_command(
             ]
         else:
             model = load_model()
-            preds = predict(
-                model, settings, examples, use_adapter=not no_adapter, progress=progress
-            )
+            if drafting == "verify":
+                preds = predict_verified(
+                    model, settings, examples, use_adapter=not no_adapter, samples=samples,
+                    progress=progress,
+                )  # fmt: skip
+            else:
+                preds = predict(
+                    model, settings, examples, use_adapter=not no_adapter, progress=progress
+                )
         if out is not None:
             write_predictions(out, preds)
             typer.echo(f"wrote {len(preds)} predictions to {out}")

@@ -207,3 +207,36 @@ async def test_reports_are_drafted_answered_in_kind_dead_lettered_and_audited(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for s in [*hl7_samples, *fhir_samples]:
         assert s.mrn not in logged and s.findings not in logged
+
+
+async def test_a_study_outside_the_adapters_scope_gets_no_draft(
+    running: Settings, kafka_broker: str, migrated: Database, data_dir: Path
+) -> None:
+    """A CT head (the shipped adapter is validated on chest radiographs only) is audited as
+    skipped with reason out_of_scope; no draft is stored or published.  A chest radiograph
+    sent after it on the same topic is drafted, so the gate is no accident of the set-up."""
+    topics = running.kafka.topics
+    ct_head = (data_dir / "scope" / "ct_head_oru.hl7").read_bytes()
+    chest = sample(90, "Moderate right pleural effusion. No pneumothorax.")
+    await publish(
+        kafka_broker,
+        [
+            (topics.hl7_in, b"CT240513-0031", ct_head),
+            (topics.hl7_in, chest.accession.encode(), build_oru(chest, now=NOW)),
+        ],
+    )
+    out = await read_outputs(kafka_broker, topics, until=1)
+    assert len(out.hl7) == 1 and not out.fhir and not out.dead
+    await _wait_inbound(migrated, 2)
+    async with migrated.sessions() as session:
+        drafts = (await session.execute(select(DraftRecord))).scalars().all()
+        skipped = await query_events(
+            session, AuditFilters(action="skipped"), PageRequest(limit=10)
+        )
+    assert [d.accession for d in drafts] == [chest.accession]
+    assert b"CT240513-0031" not in out.hl7[0]
+    events = [e for e in skipped.items if e.accession == "CT240513-0031"]
+    assert len(events) == 1
+    details = events[0].details
+    assert details["reason"] == "out_of_scope"
+    assert details["scope"]["in_scope"] is False and details["scope"]["modality"] == "CT"
