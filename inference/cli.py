@@ -237,6 +237,13 @@ def draft_command(
         int | None,
         typer.Option(help="sampled candidates when the greedy draft fails the checks"),
     ] = None,
+    fallback: Annotated[
+        bool,
+        typer.Option(
+            help="when no candidate passes, write the extractive draft (--no-fallback shows "
+            "the model's least-flagged candidate instead)"
+        ),
+    ] = True,
 ) -> None:
     """Draft the IMPRESSION for FINDINGS and print it (for checking a deployment by hand).
 
@@ -275,6 +282,7 @@ def draft_command(
             config,
             samples=settings.samples if samples is None else samples,
             extra_scopes=tuple(settings.extra_scopes),
+            fallback=fallback,
         ) as drafter:
             decision = drafter.check_scope(
                 findings, procedure_code=procedure_code, procedure_text=procedure,

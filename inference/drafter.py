@@ -113,6 +113,7 @@ class Drafter:
         safety_checks: bool = True,
         samples: int = 3,
         extra_scopes: tuple[str, ...] = (),
+        fallback: bool = True,
     ) -> Drafter:
         """Build the backend, read the adapter metadata and exemplars named by ``config``.
 
@@ -158,6 +159,7 @@ class Drafter:
             safety_checks=safety_checks,
             samples=samples,
             scope=scope,
+            fallback=fallback,
         )
 
     @property

@@ -192,3 +192,40 @@ def test_model_canary_adds_the_chat_canary(
     assert updated["canary"]["expected_chat"] == original["canary"]["expected_chat"]
     assert updated["canary"]["base_output_chat"] == original["canary"]["base_output_chat"]
     assert updated["metrics"] == original["metrics"]
+
+
+def test_draft_shows_the_fallback_and_flags_without_json(instant_server: InstantServer) -> None:
+    # the instant engine drafts the first sentence, which leaves out the pneumothorax
+    findings = "Heart size is normal. Large left pneumothorax."
+    common = ["draft", "--findings", findings, "--backend", "tgi", "--url", instant_server.url,
+              "--no-verify"]  # fmt: skip
+    result = radgpt(*common)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Large left pneumothorax.\n"
+    assert result.stderr.startswith("method: extractive-fallback (no model candidate of 4 ")
+    assert "omitted_critical" in result.stderr
+
+    # without the fallback the model's text is printed, the flag follows on stderr, exit 3
+    result = radgpt(*common, "--no-fallback", "--samples", "0")
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "Heart size is normal.\n"
+    assert result.stderr.splitlines() == [
+        "flag: CRITICAL omitted_critical: findings report pneumothorax; the draft does not "
+        "mention it"
+    ]
+
+
+def test_draft_refuses_a_study_outside_the_adapters_scope(instant_server: InstantServer) -> None:
+    head = "Acute left subdural hematoma with midline shift. The ventricles are effaced."
+    for extra in ([], ["--procedure", "CT HEAD WO CONTRAST"]):
+        result = radgpt(
+            "draft", "--findings", head, "--backend", "tgi", "--url", instant_server.url,
+            "--no-verify", *extra,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error: not drafted: ") and result.stdout == ""
+    result = radgpt(
+        "draft", "--findings", "Lungs are clear.", "--procedure", "CT CHEST", "--backend", "tgi",
+        "--url", instant_server.url, "--no-verify",
+    )  # fmt: skip
+    assert result.returncode == 2 and "modality CT is not validated" in result.stderr
