@@ -1542,7 +1542,7 @@ def _scope_conflict(findings: str, draft: str) -> SafetyFlag | None:
     # A chest impression that also suggests an abdominal study is not a scope error; one
     # that speaks mostly of a region the findings never describe is.
     shared = sum(n for r, n in target.items() if r in source)
-    if sum(target[r] for r in foreign) < shared:
+    if sum(target[r] for r in foreign) <= shared:
         return None
     described = ", ".join(sorted(source))
     return SafetyFlag(
