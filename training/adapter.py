@@ -64,9 +64,11 @@ class AdapterMetadata:
     canary: dict[str, Any]
     metrics: dict[str, Any]
     training: dict[str, Any]
+    # What the adapter is validated on (inference.scope.Scope.to_json); None: chest radiographs.
+    scope: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "base_model": self.base_model,
@@ -77,6 +79,9 @@ class AdapterMetadata:
             "metrics": self.metrics,
             "training": self.training,
         }
+        if self.scope is not None:
+            data["scope"] = self.scope
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AdapterMetadata:
@@ -91,6 +96,7 @@ class AdapterMetadata:
                 canary=dict(data.get("canary") or {}),
                 metrics=dict(data.get("metrics") or {}),
                 training=dict(data.get("training") or {}),
+                scope=dict(data["scope"]) if data.get("scope") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed {METADATA_FILE}: {exc}") from exc

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from inference.prompter import Prompter
+from inference.scope import DEFAULT_SCOPE
 
 from .adapter import (
     EXEMPLARS_FILE,
@@ -137,6 +138,7 @@ def run_training(
         retrieval={"k": config.retrieval_k, "exemplars": EXEMPLARS_FILE} if index else None,
         canary=canary,
         metrics={},
+        scope=DEFAULT_SCOPE.to_json(),  # Open-i: chest radiographs
         training={
             "config": config.to_dict(),
             "data": {

@@ -64,3 +64,14 @@ def test_scope_json_round_trip() -> None:
     assert scope == DEFAULT_SCOPE
     with pytest.raises(ValueError):
         Scope.from_json({"modalities": ["XR"]})
+
+
+def test_the_shipped_adapter_declares_chest_radiographs() -> None:
+    from inference.adapters import read_adapter_info, shipped_adapter_dir
+    from inference.drafter import adapter_scope
+
+    directory = shipped_adapter_dir()
+    assert directory is not None
+    info = read_adapter_info(directory)
+    assert "scope" in info.raw
+    assert adapter_scope(info) == DEFAULT_SCOPE
