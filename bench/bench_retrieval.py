@@ -81,23 +81,33 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-_FULL_SCAN = ExemplarIndex._exhaustive
-_scans: list[int] = [0]
+_calls = {"_exhaustive": 0, "_with_rest": 0}
 
 
-def _counted_scan(self: ExemplarIndex, *args: Any) -> Any:
-    _scans[0] += 1
-    return _FULL_SCAN(self, *args)
+def _counting(name: str) -> Any:
+    method = getattr(ExemplarIndex, name)
+
+    def counted(self: ExemplarIndex, *args: Any) -> Any:
+        _calls[name] += 1
+        return method(self, *args)
+
+    return counted
 
 
-ExemplarIndex._exhaustive = _counted_scan  # type: ignore[method-assign,assignment]
+for _name in list(_calls):
+    setattr(ExemplarIndex, _name, _counting(_name))
 
 
-def scanned_everything(index: ExemplarIndex, query: str, k: int) -> bool:
-    """Search; True when it fell back to scoring every exemplar sharing a word."""
-    before = _scans[0]
+def search_path(index: ExemplarIndex, query: str, k: int) -> str:
+    """Search; say how it was answered: pruned, pruned then a scan of the rest words, or
+    one full scan of every exemplar sharing a word."""
+    before = dict(_calls)
     index.search(query, k)
-    return _scans[0] > before
+    if _calls["_exhaustive"] > before["_exhaustive"]:
+        return "full scan"
+    if _calls["_with_rest"] > before["_with_rest"]:
+        return "pruned+scan"
+    return "pruned"
 
 
 def time_queries(
@@ -143,20 +153,22 @@ def main() -> None:
         triples = synthetic(train, size, args.seed)
         new, new_build, new_mem = build(lambda triples=triples: ExemplarIndex.build(triples))
         assert isinstance(new, ExemplarIndex)
-        full_scans: list[bool] = []
+        paths: list[str] = []
         times, cpu = time_queries(
-            lambda q, new=new, log=full_scans: log.append(scanned_everything(new, q, args.k)),
-            queries,
+            lambda q, new=new, log=paths: log.append(search_path(new, q, args.k)), queries
         )
-        full_scans = full_scans[-len(queries) :]  # after the warm-up
-        pruned = [c for c, full in zip(cpu, full_scans, strict=True) if not full]
-        scanned = [c for c, full in zip(cpu, full_scans, strict=True) if full]
+        paths = paths[-len(queries) :]  # after the warm-up
+        by_path = {
+            name: [c for c, p in zip(cpu, paths, strict=True) if p == name]
+            for name in ("pruned", "pruned+scan", "full scan")
+        }
+        notes = ", ".join(
+            f"{name} {len(v)} (CPU p50 {percentile(v, 50):.2f})" for name, v in by_path.items() if v
+        )
         print(
             f"{size:>9} {'sparse':<12} {new_build:>8.2f} {new_mem:>9.0f} "
             f"{percentile(times, 50):>8.3f} {percentile(times, 99):>8.3f} "
-            f"{percentile(cpu, 50):>8.3f} {percentile(cpu, 99):>8.3f}  "
-            f"pruned {len(pruned)} (CPU p50 {percentile(pruned, 50) if pruned else 0:.3f} ms), "
-            f"full scan {len(scanned)} (CPU p50 {percentile(scanned, 50) if scanned else 0:.3f} ms)"
+            f"{percentile(cpu, 50):>8.3f} {percentile(cpu, 99):>8.3f}  {notes}"
         )
         if size <= args.old_max:
             exemplars = [legacy_retrieval.Exemplar(*t) for t in triples]

@@ -10,19 +10,24 @@ Vectors are scikit-learn's ``TfidfVectorizer`` with sublinear term frequency
 broken by insertion order.  Rankings equal those of the pure-Python index this replaces
 (``tests/data/retrieval/openi_top3_pure_python.json``).
 
-A query does not score every exemplar.  The search is exact but prunes with two bounds:
+A query does not score every exemplar.  The search is exact but prunes with bounds:
 
-1. a *probe* scores the exemplars sharing the query's rarest words and takes the k-th best
-   score as a floor ``theta`` (a real score, so the true k-th best is at least ``theta``);
+1. an evenly spread *sample* of 2048 exemplars is scored in full; its k-th best score is a
+   floor ``theta`` (real scores, so the true k-th best is at least ``theta``);
 2. the query's most common words go into a *rest* set for as long as their largest possible
    contribution to any cosine (``min(||q_rest||, sum q_t * max_d x_dt)``) stays below
    ``theta``: an exemplar that shares none of the other words cannot reach ``theta``, so only
-   the postings of those (rarer) words are accumulated, and only exemplars whose partial
-   score plus that bound reaches ``theta`` are scored in full.
+   the postings of those (rarer) words are accumulated;
+3. an exemplar whose partial score plus what the rest words can add (per exemplar by
+   Cauchy-Schwarz on its remaining norm) stays below ``theta`` is dropped; the best partial
+   scores raise ``theta`` first; the survivors are scored in full, or completed with one
+   sparse product over the rest words when there are too many of them.
 
-Common words (``no``, ``lungs``, ``clear``) have the longest postings and the smallest
-weights, so most of the work is skipped on a large archive.  ``bench/bench_retrieval.py``
-measures it.
+When the rest set would leave out less than half of the postings, one sparse product scores
+every exemplar sharing a word instead.  Common words (``no``, ``lungs``, ``clear``) have the
+longest postings and the smallest weights, so much of the work is skipped on a large
+archive.  ``bench/bench_retrieval.py`` measures it; ``tests/inference/test_retrieval.py``
+checks it against brute force.
 """
 
 from __future__ import annotations
@@ -50,11 +55,8 @@ _VERSION = 1
 # Margin on the pruning bounds: far above float64 rounding in sums of a few hundred terms,
 # far below any meaningful difference in cosine similarity.
 _EPS = 1e-9
-# The probe accumulates the postings of the query's rarest words up to this many entries
-# and scores in full the rows with the best partial scores (at least this many per hit).
-_PROBE_POSTINGS = 32768
-_PROBE_ROWS = 128
-_PROBE_PER_HIT = 8
+# Queries with at most this many postings in all are answered by one scan.
+_SMALL_SCAN = 32768
 # Rows of the index scored in full by every query (spread evenly): the first floor.
 _SAMPLE_ROWS = 2048
 # Prune only when the words kept leave out at least half of the postings ...
@@ -256,27 +258,15 @@ class ExemplarIndex:
         scores = self._full_scores(rows, dense_query)
         return float(np.partition(scores, len(scores) - k)[len(scores) - k])
 
-    def _floor(
-        self, terms: _Ints, weights: _Floats, dense_query: _Floats, k: int, excluded: _Ints | None
-    ) -> float:
-        """A lower bound on the k-th best score (see the module docstring): the k-th best of
-        an evenly spread sample of rows, or of the rows best on the query's rarest words."""
+    def _floor(self, dense_query: _Floats, k: int, excluded: _Ints | None) -> float:
+        """A lower bound on the k-th best score: the k-th best of an evenly spread sample of
+        rows (real scores, so the true k-th best is at least this)."""
         sample = np.asarray(self._sample @ dense_query, dtype=np.float64)
         if excluded is not None:
             sample = sample[~np.isin(self._sample_rows, excluded)]
-        floor = 0.0
-        if len(sample) >= k:
-            floor = float(np.partition(sample, len(sample) - k)[len(sample) - k])
-        order = np.argsort(self._postings_len[terms], kind="stable")
-        cumulative = np.cumsum(self._postings_len[terms][order])
-        take = max(1, int(np.searchsorted(cumulative, _PROBE_POSTINGS, side="right")))
-        chosen = order[:take]
-        partial, _ = self._accumulate(terms[chosen], weights[chosen])
-        rows = np.flatnonzero(partial)
-        want = max(_PROBE_ROWS, k * _PROBE_PER_HIT) + (0 if excluded is None else len(excluded))
-        if len(rows) > want:
-            rows = rows[np.argpartition(-partial[rows], want - 1)[:want]]
-        return max(floor, self._kth_best(rows, dense_query, k, excluded))
+        if len(sample) < k:
+            return 0.0
+        return float(np.partition(sample, len(sample) - k)[len(sample) - k])
 
     def _ranked(self, findings: str, k: int, excluded: set[int]) -> list[tuple[int, float]]:
         """The best ``k`` rows with a positive score, by (score descending, row ascending)."""
@@ -286,11 +276,11 @@ class ExemplarIndex:
         banned = np.fromiter(sorted(excluded), dtype=np.intp) if excluded else None
         lengths = self._postings_len[terms]
         total = int(lengths.sum())
-        if len(self.exemplars) <= _SAMPLE_ROWS or total <= _PROBE_POSTINGS:
+        if len(self.exemplars) <= _SAMPLE_ROWS or total <= _SMALL_SCAN:
             return self._exhaustive(terms, weights, k, banned)
         dense_query = np.zeros(len(self._vocabulary), dtype=np.float64)
         dense_query[terms] = weights
-        theta = self._floor(terms, weights, dense_query, k, banned)
+        theta = self._floor(dense_query, k, banned)
         # Most common words first into the rest set while they cannot lift a score to theta.
         order = np.argsort(-lengths, kind="stable")
         squares = linear = bound = 0.0
@@ -325,8 +315,19 @@ class ExemplarIndex:
             rows = rows[~np.isin(rows, banned)]
         if len(rows) * self._row_cost > total - kept_postings:
             # Scoring the survivors row by row would cost more than scanning the rest words.
-            return self._exhaustive(terms, weights, k, banned)
+            others = np.sort(order[:rest])
+            return self._with_rest(rows, partial, terms[others], weights[others], k)
         return _best(rows, self._full_scores(rows, dense_query), k)
+
+    def _with_rest(
+        self, rows: _Ints, partial: _Floats, terms: _Ints, weights: _Floats, k: int
+    ) -> list[tuple[int, float]]:
+        """Complete the partial scores of ``rows`` with one sparse product over the rest
+        words (``terms``) and rank them."""
+        product = self._scan(terms, weights)
+        rest = np.zeros(len(self.exemplars), dtype=np.float64)
+        rest[product.indices] = product.data
+        return _best(rows, partial[rows] + rest[rows], k)
 
     def _exhaustive(
         self, terms: _Ints, weights: _Floats, k: int, excluded: _Ints | None

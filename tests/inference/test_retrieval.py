@@ -200,14 +200,19 @@ def test_pruned_search_equals_brute_force_on_a_large_index(
     queries = [r["inputs"] for r in _rows(shared_dir, "test")[:120]]
     queries += [e.findings for e in exemplars[:40:4]]  # queries with exact twins
     scores = brute_force(exemplars, queries)
-    paths = {"exhaustive": 0}
-    exhaustive = ExemplarIndex._exhaustive
+    paths = {"_exhaustive": 0, "_with_rest": 0}
 
-    def counted(self: ExemplarIndex, *args: Any) -> Any:
-        paths["exhaustive"] += 1
-        return exhaustive(self, *args)
+    def counting(name: str) -> Any:
+        method = getattr(ExemplarIndex, name)
 
-    monkeypatch.setattr(ExemplarIndex, "_exhaustive", counted)
+        def counted(self: ExemplarIndex, *args: Any) -> Any:
+            paths[name] += 1
+            return method(self, *args)
+
+        return counted
+
+    for name in paths:
+        monkeypatch.setattr(ExemplarIndex, name, counting(name))
     rng = random.Random(5)
     for q, (query, row_scores) in enumerate(zip(queries, scores, strict=True)):
         k = rng.choice([1, 3, 5, 10])
@@ -224,8 +229,10 @@ def test_pruned_search_equals_brute_force_on_a_large_index(
                 if hit.exemplar.id != exemplars[row].id:  # only a tie within rounding may differ
                     assert hit.score == pytest.approx(float(masked[row]), abs=1e-12), q
     searches = 2 * len(queries)
-    # both ways of answering were taken: pruned for most queries, a full scan for some
-    assert 0 < paths["exhaustive"] < searches
+    # every way of answering was taken: survivors scored row by row (the rest), survivors
+    # completed by a scan of the common words, and a full scan
+    assert paths["_exhaustive"] > 0 and paths["_with_rest"] > 0
+    assert paths["_exhaustive"] + paths["_with_rest"] < searches
 
 
 def test_ties_keep_insertion_order_on_a_large_index(
