@@ -177,6 +177,17 @@ class Drafter:
                     self.backend, self.adapter_info, self.prompter
                 )
 
+    async def _examples(self, findings: str) -> list[str]:
+        """The impressions of the most similar exemplars, searched in a worker thread.
+
+        A search costs milliseconds on a large archive (``bench/bench_retrieval.py``): on the
+        event loop it would stall every other message, heartbeat and HTTP request meanwhile.
+        The index is immutable, so concurrent searches are safe.
+        """
+        if self.exemplars is None or not self.k:
+            return []
+        return await asyncio.to_thread(self.exemplars.top_k, findings, self.k)
+
     def check_scope(
         self,
         findings: str,
@@ -212,7 +223,7 @@ class Drafter:
         if not decision.in_scope:
             raise OutOfScope(f"not drafted: {decision.reason}")
         await self.start()
-        examples = self.exemplars.top_k(findings, self.k) if self.exemplars and self.k else []
+        examples = await self._examples(findings)
         prompt = self.prompter.build(findings, context=context, examples=examples)
         start = time.perf_counter()
         greedy = await self._generate(prompt, None)

@@ -3,7 +3,11 @@ context, provenance and safety flags on every draft."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+import time
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -12,7 +16,8 @@ from inference_helpers import InstantServer
 from inference.backend import BackendConfig
 from inference.drafter import Drafter
 from inference.errors import AdapterError
-from inference.retrieval import ExemplarIndex
+from inference.instant_backend import InstantBackend
+from inference.retrieval import Exemplar, ExemplarIndex, Hit
 from inference.safety import SafetyFlag
 
 
@@ -88,3 +93,55 @@ async def test_verification_without_metadata_refuses(instant_server: InstantServ
     config = BackendConfig(backend="tgi", url=instant_server.url, adapter="other")
     with pytest.raises(AdapterError, match="cannot verify adapter 'other'"):
         Drafter.from_config(config)
+
+
+class SlowIndex(ExemplarIndex):
+    """A real index whose searches take 0.4 s (an archive far larger than a test can build)."""
+
+    __slots__ = ("threads",)
+
+    def __init__(self, exemplars: list[Exemplar]) -> None:
+        super().__init__(exemplars)
+        self.threads: list[str] = []
+
+    def search(self, findings: str, k: int, *, exclude: Collection[str] = ()) -> list[Hit]:
+        self.threads.append(threading.current_thread().name)
+        time.sleep(0.4)  # blocking, like a long CPU-bound search
+        return super().search(findings, k, exclude=exclude)
+
+
+async def test_exemplar_search_runs_off_the_event_loop() -> None:
+    index = SlowIndex(
+        [
+            Exemplar("1", "Large right pleural effusion.", "Large right effusion."),
+            Exemplar("2", "Clear lungs, normal heart.", "No acute disease."),
+        ]
+    )
+    drafter = Drafter(InstantBackend(), exemplars=index, k=1, verify=False)
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    drafts = await asyncio.gather(
+        drafter.draft("Large right pleural effusion."), drafter.draft("Clear lungs.")
+    )
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await ticking
+    assert [d.exemplars for d in drafts] == [1, 1]
+    assert len(index.threads) == 2
+    assert threading.main_thread().name not in index.threads
+    # two 0.4 s searches ran side by side in worker threads, not one after the other on the loop
+    assert elapsed < 0.75
+    # and the loop kept turning meanwhile: no pause near the length of a search
+    assert len(gaps) >= 20 and max(gaps) < 0.2

@@ -227,7 +227,12 @@ def test_radgpt_eval_command_on_the_tiny_adapter(  # type: ignore[no-untyped-def
     assert "tfidf-1nn" in done.stdout and "model" in done.stdout
     lines = [json.loads(line) for line in preds.read_text().splitlines()]
     assert len(lines) == 3
-    assert set(lines[0]) == {"idx", "inputs", "target", "output"}
+    # the default drafting is verify-and-choose: each line says how its draft was made
+    assert set(lines[0]) == {
+        "idx", "inputs", "target", "output", "method", "flags", "exemplars", "candidates"
+    }  # fmt: skip
+    assert all(line["method"] in {"model", "extractive-fallback"} for line in lines)
+    assert all(line["candidates"] in {1, 4} for line in lines)
     report = json.loads(metrics.read_text())
     assert report["model"]["n"] == 3
     assert report["constant: No acute cardiopulmonary disease."]["n"] == 3
