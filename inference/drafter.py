@@ -151,6 +151,12 @@ class Drafter:
             safety_flags=flags,
         )
 
+    async def probe(self) -> None:
+        """Raise unless the model server is reachable (closes an open circuit on success)."""
+        probe = getattr(self.backend, "probe", None)
+        if probe is not None:
+            await probe()
+
     async def aclose(self) -> None:
         await self.backend.aclose()
 

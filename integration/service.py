@@ -2,7 +2,8 @@
 
 ``radgpt serve`` calls :func:`serve`.  One process runs one consumer-group member (both
 input topics) next to a uvicorn server with ``/healthz`` (the process is alive), ``/readyz``
-(broker reachable, database reachable, adapter canary passed; 503 otherwise), ``/metrics``
+(broker reachable, database reachable, adapter canary passed, consumption not paused on a
+fault; 503 otherwise), ``/metrics``
 (Prometheus) and the review API and pages of :mod:`integration.review_api`.
 
 The worker starts consuming only once the adapter canary has passed: a model server that
@@ -28,6 +29,8 @@ from inference.errors import InferenceError
 
 from .db import Database, open_database, upgrade_database
 from .errors import PublishError, RadgptError, StorageError
+from .fault_gate import FaultGate, Probe
+from .faults import Dependency
 from .kafka_client import ensure_topics, make_consumer, make_producer
 from .metrics import CONTENT_TYPE, PipelineMetrics
 from .processor import ImpressionDrafter, Processor
@@ -59,11 +62,16 @@ class Pipeline:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def readiness(self) -> dict[str, bool]:
-        checks = {"broker": False, "database": False, "adapter_canary": self.canary_passed}
+        """Broker and database answer now, the canary passed, and nothing is paused on a
+        fault (a dependency the worker found down and is still probing)."""
+        checks = {
+            "broker": False,
+            "database": False,
+            "adapter_canary": self.canary_passed,
+            "consuming": not self.worker.gate.paused,
+        }
         try:
-            await asyncio.wait_for(
-                self.producer.partitions_for(self.settings.kafka.topics.hl7_out), timeout=2.0
-            )
+            await asyncio.wait_for(probe_broker(self.producer), timeout=2.0)
             checks["broker"] = True
         except (KafkaError, TimeoutError):
             pass
@@ -95,6 +103,35 @@ class Pipeline:
     async def run_quality_refresh(self, *, interval_s: float = 30.0) -> None:
         """Keep the review quality metrics fresh (from start-up on; cancel to stop)."""
         await self.quality.run(self.database.sessions, interval_s=interval_s)
+
+
+async def probe_broker(producer: AIOKafkaProducer) -> None:
+    """Raise :class:`KafkaError` unless a broker answers a metadata request now."""
+    await producer.client.fetch_all_metadata()
+
+
+def _fault_gate(
+    settings: Settings,
+    database: Database,
+    producer: AIOKafkaProducer,
+    drafter: Any,
+    metrics: PipelineMetrics,
+) -> FaultGate:
+    probes: dict[Dependency, Probe] = {
+        "database": database.ping,
+        "broker": lambda: probe_broker(producer),
+    }
+    model_probe = getattr(drafter, "probe", None)
+    if model_probe is not None:
+        probes["model"] = model_probe
+    pipeline = settings.pipeline
+    return FaultGate(
+        probes,
+        probe_initial_s=min(0.2, pipeline.probe_interval_max_s),
+        probe_max_s=pipeline.probe_interval_max_s,
+        max_wait_s=pipeline.retry_backoff_max_s,
+        metrics=metrics,
+    )
 
 
 def _drafter_from_settings(settings: Settings) -> Any:
@@ -143,7 +180,7 @@ async def open_pipeline(
                 partitions=topics.partitions,
                 replication_factor=topics.replication_factor,
             )
-        producer = make_producer(kafka)
+        producer = make_producer(kafka, max_message_bytes=settings.pipeline.max_message_bytes)
         try:
             await producer.start()
         except KafkaError as exc:
@@ -160,6 +197,7 @@ async def open_pipeline(
             adapter_version=_adapter_version(the_drafter),
             # one pooled connection for the group commit, the rest for dedupe reads
             read_concurrency=max(1, settings.database.pool_size - 1),
+            max_message_bytes=settings.pipeline.max_message_bytes,
         )
         worker = Worker(
             make_consumer(kafka),
@@ -172,6 +210,8 @@ async def open_pipeline(
             ),
             drain_timeout_s=settings.pipeline.drain_timeout_s,
             metrics=metrics,
+            gate=_fault_gate(settings, database, producer, the_drafter, metrics),
+            max_attempts=settings.pipeline.max_attempts,
         )
         quality = QualityCollector()
         metrics.registry.register(quality)

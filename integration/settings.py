@@ -124,6 +124,11 @@ class PipelineSettings(BaseModel):
     # Largest inbound message accepted (bytes); larger ones are dead-lettered, and the CLI
     # refuses files over it. Producer limits follow it.
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Attempts of one message on errors of its own (not a dependency being down) before it
+    # is dead-lettered with the history.
+    max_attempts: int = Field(default=5, ge=1)
+    # While a dependency is down, it is probed every probe_initial_s, doubling up to this.
+    probe_interval_max_s: float = Field(default=2.0, gt=0)
 
 
 class FhirSinkSettings(BaseModel):
@@ -161,6 +166,9 @@ class Settings(BaseSettings):
 
     environment: Literal["local", "staging", "production"] = "local"
     log_level: str = "INFO"
+    # Lets third-party loggers that print message values (aiokafka, asyncpg, httpx...) log
+    # below INFO; they may then write patient data to the logs. Never in production.
+    log_unsafe_payloads: bool = False
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
