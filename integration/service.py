@@ -240,6 +240,7 @@ async def open_pipeline(
 def _review_router(pipeline: Pipeline) -> Any | None:
     """The review API of :mod:`integration.review_api`, when auth is configured."""
     from .auth import TokenVerifier
+    from .rate_limit import UnauthenticatedLimiter
     from .review_api import ReviewContext, build_review_router
 
     try:
@@ -247,11 +248,17 @@ def _review_router(pipeline: Pipeline) -> Any | None:
     except ValueError as exc:
         log.warning("review API disabled: %s", exc)
         return None
+    auth = pipeline.settings.auth
     context = ReviewContext(
         sessions=pipeline.database.sessions,
         verifier=verifier,
         publisher=pipeline.publisher,
         quality=pipeline.quality,
+        limiter=UnauthenticatedLimiter(
+            rate_per_s=auth.unauthenticated_rate_per_s,
+            burst=auth.unauthenticated_burst,
+            audit_per_minute=auth.unauthenticated_audit_per_minute,
+        ),
     )
     return build_review_router(context)
 

@@ -149,6 +149,11 @@ class AuthSettings(BaseModel):
     # Trust the local development key (``radgpt dev-token``). Never in production.
     trust_dev_key: bool = False
     dev_key_path: Path | None = None
+    # Unauthenticated requests per client address: a token bucket (then 429), and at most
+    # this many audit rows a minute (the rest are summarised); see integration.rate_limit.
+    unauthenticated_rate_per_s: float = Field(default=5.0, gt=0)
+    unauthenticated_burst: int = Field(default=20, ge=1)
+    unauthenticated_audit_per_minute: int = Field(default=10, ge=0)
 
 
 class ApiSettings(BaseModel):
