@@ -100,6 +100,23 @@ class Pipeline:
         await self.wait_for_canary()
         await self.worker.run()
 
+    async def run_checkpoints(self) -> None:
+        """Append a signed audit checkpoint every ``audit.checkpoint_interval_s`` (if set)."""
+        from .audit_checkpoint import append_checkpoint, take_checkpoint
+
+        audit = self.settings.audit
+        if audit.checkpoint_path is None or audit.checkpoint_key is None:
+            return
+        key = audit.checkpoint_key.get_secret_value().encode()
+        while True:
+            try:
+                async with self.database.reader() as session:
+                    checkpoint = await take_checkpoint(session, key)
+                append_checkpoint(audit.checkpoint_path, checkpoint)
+            except (StorageError, OSError) as exc:
+                log.warning("audit checkpoint not written: %s", type(exc).__name__)
+            await asyncio.sleep(audit.checkpoint_interval_s)
+
     async def run_quality_refresh(self, *, interval_s: float = 30.0) -> None:
         """Keep the review quality metrics fresh (from start-up on; cancel to stop)."""
         await self.quality.run(self.database.sessions, interval_s=interval_s)
@@ -336,6 +353,7 @@ async def serve(
         quality = asyncio.create_task(
             pipeline.run_quality_refresh(interval_s=quality_refresh_s), name="quality"
         )
+        checkpoints = asyncio.create_task(pipeline.run_checkpoints(), name="audit-checkpoints")
         if on_started is not None:
             on_started(pipeline, settings.api.port)
         stopper = asyncio.create_task(stop.wait(), name="stop")
@@ -350,6 +368,8 @@ async def serve(
                 await worker
         await http
         stopper.cancel()
+        checkpoints.cancel()
+        await asyncio.gather(checkpoints, return_exceptions=True)
         quality.cancel()
         (ended,) = await asyncio.gather(quality, return_exceptions=True)
         if not isinstance(ended, asyncio.CancelledError):

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "ApiSettings",
+    "AuditSettings",
     "AuthSettings",
     "DatabaseSettings",
     "FhirSinkSettings",
@@ -156,6 +157,15 @@ class AuthSettings(BaseModel):
     unauthenticated_audit_per_minute: int = Field(default=10, ge=0)
 
 
+class AuditSettings(BaseModel):
+    """Signed checkpoints of the audit chain's head, outside the database
+    (see :mod:`integration.audit_checkpoint`); off unless both path and key are set."""
+
+    checkpoint_path: Path | None = None
+    checkpoint_key: SecretStr | None = None
+    checkpoint_interval_s: float = Field(default=300.0, gt=0)
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -181,6 +191,7 @@ class Settings(BaseSettings):
     fhir_sink: FhirSinkSettings = Field(default_factory=FhirSinkSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _no_dev_trust_in_production(self) -> Settings:
