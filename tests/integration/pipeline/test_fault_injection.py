@@ -76,8 +76,8 @@ async def running(settings: Settings) -> AsyncIterator[Pipeline]:
         holder.append(pipeline)
         started.set()
 
-    service = asyncio.create_task(
-        serve(settings, migrate=False, stop=stop, on_started=on_started)
+    service = asyncio.create_task(  # the quality refresh reads the database often too
+        serve(settings, migrate=False, stop=stop, on_started=on_started, quality_refresh_s=0.5)
     )
     await asyncio.wait_for(started.wait(), 60)
     try:
@@ -133,7 +133,11 @@ async def assert_exactly_once(
 
 
 async def test_database_refusing_connections_mid_run(
-    kafka_broker: str, pg_database: str, pg: Database, model: ModelServer
+    kafka_broker: str,
+    pg_database: str,
+    pg: Database,
+    model: ModelServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = fault_settings(kafka_broker, pg_database, model.url)
     faults = PgFaults(pg_database)
@@ -156,6 +160,7 @@ async def test_database_refusing_connections_mid_run(
         await wait_ready(settings)
     recovery = await first_draft_after(pg, restored)
     print(f"database refusing connections: first draft {recovery:.2f}s after the restore")
+    assert not [r for r in caplog.records if "had stopped" in r.getMessage()]  # no task died
     assert probes and all(code == 503 for code, _ in probes[1:]), probes
     assert any(not body["checks"]["database"] for _, body in probes)
     assert any(not body["checks"]["consuming"] for _, body in probes)
