@@ -84,6 +84,10 @@ class GroupCommitter:
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Unit(work, future))
+        # A drainer that has just finished is done but still in the set until its
+        # done-callback runs; counting it would leave this unit queued with nobody to drain
+        # it (a stall until the next message's commit).
+        self._drainers.difference_update([d for d in self._drainers if d.done()])
         if len(self._drainers) < self.concurrency:
             drainer = asyncio.create_task(self._drain(), name="group-commit")
             self._drainers.add(drainer)
