@@ -21,8 +21,11 @@ Each write (steps 4 and 5, dead letters, re-deliveries) is a unit of work for th
 :class:`~integration.group_commit.GroupCommitter`: messages finishing together share one
 transaction, and each step continues only after the transaction holding its unit committed.
 
-Retriable failures (database, Kafka, model server) propagate to the worker, which retries the
-whole message with backoff; every step above is safe to repeat.  Logs carry ids and hashes,
+Retriable failures (database, Kafka, model server) propagate to the worker, which pauses on
+a dependency that is down or retries the message a bounded number of times
+(:mod:`integration.faults`); every step above is safe to repeat.  A message over
+``max_message_bytes`` is dead-lettered unparsed, and data the database refuses (SQLSTATE
+class 22, e.g. a NUL character) dead-letters the message at once.  Logs carry ids and hashes,
 never report text or patient identifiers.
 """
 
