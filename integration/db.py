@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .errors import StorageError
-from .faults import db_errors
+from .faults import DB_ERRORS, db_errors
 
 __all__ = [
     "DRAFT_STATUSES",
@@ -311,6 +311,6 @@ async def upgrade_database(database: Database, revision: str = "head") -> None:
     try:
         async with database.engine.begin() as conn:
             await conn.run_sync(run)
-    except (SQLAlchemyError, OSError) as exc:
+    except DB_ERRORS as exc:  # asyncpg raises connect-time refusals untranslated
         raise StorageError(f"database migration failed: {type(exc).__name__}: {exc}") from exc
     log.info("database upgraded to %s (%s)", revision, database.dialect)

@@ -57,6 +57,7 @@ from .errors import (
     RenderError,
     StorageError,
 )
+from .faults import db_errors
 from .pages import AI_DRAFT_LABEL, add_page_routes
 from .quality import QualityCollector, load_quality
 from .rate_limit import UnauthenticatedLimiter
@@ -343,7 +344,8 @@ def build_review_router(context: ReviewContext) -> APIRouter:
 
     @contextlib.asynccontextmanager
     async def session() -> AsyncIterator[AsyncSession]:
-        async with context.sessions() as s:
+        # Connect-time and close-time database errors too become StorageError (503).
+        async with db_errors(), context.sessions() as s:
             yield s
 
     async def audit_security(

@@ -7,8 +7,10 @@ at once; everything raised while opening, using or closing a session is translat
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -17,6 +19,7 @@ from aiokafka.errors import (
     UnknownError,
 )
 from pg_faults import PG_ADMIN_URL, PgFaults
+from review_helpers import ReviewServer, Tokens
 from sqlalchemy import text
 
 from inference.errors import (
@@ -27,6 +30,7 @@ from inference.errors import (
     InvalidRequest,
 )
 from integration import store
+from integration.auth import TokenVerifier
 from integration.db import Database, open_database, upgrade_database
 from integration.errors import (
     BrokerUnavailable,
@@ -212,3 +216,22 @@ def test_kafka_errors_by_cause() -> None:
         assert is_too_large(exc)
     other = translate_kafka(UnknownError(), "t")
     assert classify(other).fault is Fault.TRANSIENT
+
+
+async def test_the_review_api_answers_503_not_500_while_the_database_refuses(
+    pg: Database, pg_database: str, tmp_path: Path
+) -> None:
+    tokens = Tokens(tmp_path / "dev-key.pem")
+    verifier = TokenVerifier(issuer="radgpt-dev", audience="radgpt", dev_key_path=tokens.key_path)
+    server = ReviewServer(pg_database, verifier).start()
+    try:
+        headers = tokens.headers("radiologist", "dr-fault")
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            assert (await http.get("/api/drafts", headers=headers)).status_code == 200
+            async with PgFaults(pg_database).refusing():
+                refused = await http.get("/api/drafts", headers=headers)
+            assert refused.status_code == 503, refused.text
+            assert "database unavailable" in refused.json()["detail"]
+            assert (await http.get("/api/drafts", headers=headers)).status_code == 200
+    finally:
+        server.stop()
