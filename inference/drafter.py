@@ -286,6 +286,12 @@ class Drafter:
             return Verdict(text, (), (_EMPTY,))
         return verify(findings, text)
 
+    async def probe(self) -> None:
+        """Raise unless the model server is reachable (closes an open circuit on success)."""
+        probe = getattr(self.backend, "probe", None)
+        if probe is not None:
+            await probe()
+
     async def aclose(self) -> None:
         await self.backend.aclose()
 

@@ -17,7 +17,7 @@ from huggingface_hub import AsyncInferenceClient
 from huggingface_hub import errors as hf_errors
 
 from .backend import PromptFormat
-from .errors import GenerationFailed
+from .errors import BackendUnavailable, GenerationFailed
 from .resilience import map_error
 from .tgi import MAX_STOP_SEQUENCES, NO_API_KEY, require_online_client
 from .types import BackendName, Completion, FinishReason, Sampling
@@ -43,6 +43,8 @@ class OpenAIBackend:
         require_online_client()
         self.url = url.rstrip("/")
         self.model = model
+        self._health_base = self.url.removesuffix("/v1")
+        self._health_timeout_s = min(timeout_s or 5.0, 5.0)
         self._client = AsyncInferenceClient(
             base_url=self.url, api_key=api_key or NO_API_KEY, timeout=timeout_s
         )
@@ -97,6 +99,13 @@ class OpenAIBackend:
             backend="openai",
             latency_s=latency,
         )
+
+    async def health(self) -> None:
+        """Raise unless the server answers ``GET /health`` (any answer below 500: it is up)."""
+        async with httpx.AsyncClient(timeout=self._health_timeout_s) as client:
+            response = await client.get(f"{self._health_base}/health")
+        if response.status_code >= 500:
+            raise BackendUnavailable(f"model server health answered {response.status_code}")
 
     async def aclose(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]

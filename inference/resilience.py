@@ -8,6 +8,10 @@
 * :class:`ResilientBackend` wraps any :class:`~inference.backend.DraftBackend` with a
   per-attempt timeout, jittered exponential backoff, the breaker and a concurrency limit
   (continuous-batching servers want many requests in flight, but not unboundedly many).
+* :meth:`ResilientBackend.probe` asks the server's health endpoint (``GET /health``) and
+  closes the circuit on the first success, so a caller that probes while it backs off (the
+  pipeline's :class:`~integration.fault_gate.FaultGate`) resumes as soon as the server is
+  back instead of waiting for ``circuit_reset_s`` to run out.
 """
 
 from __future__ import annotations
@@ -194,6 +198,11 @@ class CircuitBreaker:
             f"next trial in {wait:.1f}s"
         )
 
+    def allow_trial(self) -> None:
+        """Let the next call through as the half-open trial now (instead of after reset_s)."""
+        if self._state == "open":
+            self._opened_at = self._clock() - self.reset_s
+
     def record_success(self) -> None:
         self._failures = 0
         self._state = "closed"
@@ -299,6 +308,26 @@ class ResilientBackend:
             else:
                 self.breaker.record_success()
                 return completion
+
+    async def probe(self) -> None:
+        """Raise :class:`BackendUnavailable` unless the server answers its health check.
+
+        Success closes the circuit.  A backend without ``health()`` gets its next call let
+        through as the half-open trial instead.
+        """
+        health: Callable[[], Awaitable[None]] | None = getattr(self.inner, "health", None)
+        if health is None:
+            self.breaker.allow_trial()
+            return
+        try:
+            async with asyncio.timeout(min(self.policy.timeout_s, 5.0)):
+                await health()
+        except (InferenceError, TimeoutError, httpx.HTTPError) as exc:
+            error = map_error(exc)
+            raise error from _cause(error, exc)
+        if self.breaker.state != "closed":
+            log.info("model server answers its health check: circuit closed")
+        self.breaker.record_success()
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -20,7 +20,7 @@ from huggingface_hub import AsyncInferenceClient, constants
 from huggingface_hub import errors as hf_errors
 
 from .backend import PromptFormat
-from .errors import GenerationFailed, ModelNotAvailable
+from .errors import BackendUnavailable, GenerationFailed, ModelNotAvailable
 from .resilience import map_error
 from .types import BackendName, Completion, FinishReason, Sampling
 
@@ -68,6 +68,8 @@ class TgiBackend:
             model=f"{self.url}/generate", api_key=self._api_key, timeout=timeout_s
         )
         self._model_id: str | None = None
+        self._health_base = self.url
+        self._health_timeout_s = min(timeout_s or 5.0, 5.0)
 
     @property
     def name(self) -> BackendName:
@@ -149,6 +151,13 @@ class TgiBackend:
             backend="tgi",
             latency_s=latency,
         )
+
+    async def health(self) -> None:
+        """Raise unless the server answers ``GET /health`` (any answer below 500: it is up)."""
+        async with httpx.AsyncClient(timeout=self._health_timeout_s) as client:
+            response = await client.get(f"{self._health_base}/health")
+        if response.status_code >= 500:
+            raise BackendUnavailable(f"model server health answered {response.status_code}")
 
     async def aclose(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]

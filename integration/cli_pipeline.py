@@ -38,14 +38,14 @@ def serve_command(
         settings = settings.model_copy(update={"api": api})
     url = settings.database.url.get_secret_value()
     do_migrate = migrate if migrate is not None else url.startswith("sqlite")
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, unsafe_payloads=settings.log_unsafe_payloads)
     asyncio.run(serve(settings, migrate=do_migrate))
 
 
-def _configure_logging(level: str) -> None:
-    import logging
+def _configure_logging(level: str, *, unsafe_payloads: bool = False) -> None:
+    from .log_safety import configure_logging
 
-    logging.getLogger().setLevel(level.upper())
+    configure_logging(level, unsafe_payloads=unsafe_payloads)
 
 
 async def _publish_files(

@@ -249,30 +249,91 @@ def export_command(
 # --- audit verify -------------------------------------------------------------------------
 
 
+CheckpointFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint",
+        help="also check against the signed checkpoints in this file "
+        "(key: RADGPT_AUDIT__CHECKPOINT_KEY)",
+    ),
+]
+
+
+def _checkpoint_key() -> bytes:
+    from .settings import Settings
+
+    key = Settings().audit.checkpoint_key
+    if key is None:
+        raise ValueError("RADGPT_AUDIT__CHECKPOINT_KEY is not set")
+    return key.get_secret_value().encode()
+
+
 @audit_app.command("verify")
-def verify_command(database_url: DatabaseUrl = None, actor: Actor = None) -> None:
+def verify_command(
+    database_url: DatabaseUrl = None, actor: Actor = None, checkpoint: CheckpointFile = None
+) -> None:
     """Walk the hash chain; exit 1 and name the first broken link if the log was altered."""
     from .audit import record_verification, verify_chain
+    from .audit_checkpoint import read_checkpoints, verify_checkpoints
 
     who = _actor(actor)
+    anchors = None
+    if checkpoint is not None:
+        if not checkpoint.is_file():
+            raise ValueError(f"--checkpoint: no such file: {checkpoint}")
+        key, anchors = _checkpoint_key(), read_checkpoints(checkpoint)
 
     async def work(database: Any) -> Any:
         async with database.sessions() as session:
             report = await verify_chain(session)
+        anchored = None
+        if anchors is not None:
+            async with database.sessions() as session:
+                anchored = await verify_checkpoints(session, anchors, key)
         async with database.sessions() as session:
             await record_verification(session, report, actor=who, actor_role="cli")
             await session.commit()
-        return report
+        return report, anchored
 
-    report = asyncio.run(_with_database(_database_url(database_url), work))
-    if report.ok:
-        typer.echo(f"audit chain OK: {report.checked} events verified, head {report.head_hash}")
-        return
-    typer.echo(
-        f"audit chain BROKEN at event #{report.first_broken_id}: {report.reason} "
-        f"({report.checked} events before it verified)"
-    )
-    raise typer.Exit(1)
+    report, anchored = asyncio.run(_with_database(_database_url(database_url), work))
+    if not report.ok:
+        typer.echo(
+            f"audit chain BROKEN at event #{report.first_broken_id}: {report.reason} "
+            f"({report.checked} events before it verified)"
+        )
+        raise typer.Exit(1)
+    if anchored is not None and not anchored.ok:
+        typer.echo(f"audit chain does NOT match its checkpoints: {anchored.reason}")
+        raise typer.Exit(1)
+    typer.echo(f"audit chain OK: {report.checked} events verified, head {report.head_hash}")
+    if anchored is not None:
+        typer.echo(f"checkpoints OK: {anchored.checked} verified, latest at #{anchored.head_id}")
+
+
+@audit_app.command("checkpoint")
+def checkpoint_command(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="append to this file (default: RADGPT_AUDIT__CHECKPOINT_PATH)"),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Append a signed checkpoint of the chain's head (keep the file off the database host)."""
+    from .audit_checkpoint import append_checkpoint, take_checkpoint
+    from .settings import Settings
+
+    path = out or Settings().audit.checkpoint_path
+    if path is None:
+        raise ValueError("--out or RADGPT_AUDIT__CHECKPOINT_PATH is required")
+    key = _checkpoint_key()
+
+    async def work(database: Any) -> Any:
+        async with database.sessions() as session:
+            return await take_checkpoint(session, key)
+
+    taken = asyncio.run(_with_database(_database_url(database_url), work))
+    append_checkpoint(path, taken)
+    typer.echo(f"checkpoint: event #{taken.head_id}, {taken.count} events, head {taken.head_hash}")
 
 
 # --- dev-token and stats ------------------------------------------------------------------

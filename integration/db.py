@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .errors import StorageError
+from .faults import DB_ERRORS, db_errors
 
 __all__ = [
     "DRAFT_STATUSES",
@@ -213,12 +214,22 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def writer(self) -> AsyncIterator[AsyncSession]:
-        """A session for a write transaction (the caller commits)."""
+        """A session for a write transaction (the caller commits).
+
+        Database failures -- while connecting, in use, or while the session closes -- are
+        raised as :class:`StorageError` subclasses (:func:`integration.faults.db_errors`).
+        """
         if self.write_lock is None:
-            async with self.sessions() as session:
+            async with db_errors(), self.sessions() as session:
                 yield session
             return
-        async with self.write_lock, self.sessions() as session:
+        async with db_errors(), self.write_lock, self.sessions() as session:
+            yield session
+
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads, with the same error translation as :meth:`writer`."""
+        async with db_errors(), self.sessions() as session:
             yield session
 
     @property
@@ -226,12 +237,13 @@ class Database:
         return self.engine.dialect.name
 
     async def ping(self) -> None:
-        """Raise :class:`StorageError` unless the database answers ``SELECT 1``."""
-        try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except (SQLAlchemyError, OSError) as exc:
-            raise StorageError(f"database unreachable: {type(exc).__name__}") from exc
+        """Raise :class:`StorageError` unless the database answers ``SELECT 1``.
+
+        Connect-time refusals (``ALLOW_CONNECTIONS false``, server starting, too many
+        connections) are :class:`~integration.errors.DatabaseUnavailable` like the rest.
+        """
+        async with db_errors(), self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -247,12 +259,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def open_database(
-    url: str, *, pool_size: int = 5, max_overflow: int | None = None, echo: bool = False
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int | None = None,
+    echo: bool = False,
+    connect_timeout_s: float = 5.0,
 ) -> Database:
     """Create the async engine for ``url`` (``postgresql+asyncpg://`` or ``sqlite+aiosqlite://``).
 
     SQLite runs in WAL mode with a busy timeout, so the worker and the review API can share
-    the file; writes are serialised by SQLite's database lock.
+    the file; writes are serialised by SQLite's database lock.  On PostgreSQL a connection
+    attempt gives up after ``connect_timeout_s`` (asyncpg waits 60 s by default), so an
+    unreachable server is noticed and probed quickly.
     """
     kwargs: dict[str, Any] = {
         "echo": echo,
@@ -267,6 +286,8 @@ def open_database(
         Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
     else:
         kwargs["pool_pre_ping"] = True
+        if url.startswith("postgresql+asyncpg"):
+            kwargs["connect_args"] = {"timeout": connect_timeout_s}
     try:
         engine = create_async_engine(url, **kwargs)
     except (SQLAlchemyError, ValueError, ImportError) as exc:
@@ -292,6 +313,6 @@ async def upgrade_database(database: Database, revision: str = "head") -> None:
     try:
         async with database.engine.begin() as conn:
             await conn.run_sync(run)
-    except (SQLAlchemyError, OSError) as exc:
+    except DB_ERRORS as exc:  # asyncpg raises connect-time refusals untranslated
         raise StorageError(f"database migration failed: {type(exc).__name__}: {exc}") from exc
     log.info("database upgraded to %s (%s)", revision, database.dialect)

@@ -5,30 +5,47 @@ RadgptError                    base; ``retriable`` drives retry vs dead-letter i
 ├── InputError                 the input itself is bad: never retried, dead-lettered (CLI exit 2)
 │   ├── MessageParseError      not parseable as HL7 v2 or FHIR JSON at all
 │   ├── UnsupportedMessageError  parseable, but a message type/version we do not handle
-│   └── InvalidResourceError   FHIR resource that fails validation (type, required, status)
+│   ├── InvalidResourceError   FHIR resource that fails validation (type, required, status)
+│   └── MessageTooLarge        over ``pipeline.max_message_bytes`` (or an output the broker refuses)
 ├── RenderError                a write-back could not be built from the report (not retriable)
-├── StorageError               the database failed (retriable)
+├── StorageError               the database failed (retriable, at most a few times per message)
+│   ├── DatabaseUnavailable    refused/reset/starting/too many connections... (infrastructure)
+│   ├── DuplicateKeyError      an idempotency key was taken concurrently (retry finds the row)
+│   └── DataRejected           the database refused the message's data (SQLSTATE 22; not retriable)
 ├── PublishError               Kafka (or the FHIR sink) refused the output (retriable)
+│   └── BrokerUnavailable      Kafka cannot be reached or has no leader (infrastructure)
+├── RetriesExhausted           a message failed ``max_attempts`` times; dead-lettered with history
 ├── ConflictError              a state change lost a race (e.g. draft already approved)
 ├── NotFoundError              an entity does not exist
 └── AuthError                  missing/invalid credentials (401)
     └── ForbiddenError         authenticated but not allowed (403)
 ```
+
+``infrastructure`` marks a dependency that is down for every message (database, broker): the
+worker pauses all consumption and probes the dependency instead of retrying message by
+message; such faults never count against a message's retry cap.  :mod:`integration.faults`
+is the one place that decides which class a failure belongs to.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "BrokerUnavailable",
     "ConflictError",
+    "DataRejected",
+    "DatabaseUnavailable",
+    "DuplicateKeyError",
     "ForbiddenError",
     "InputError",
     "InvalidResourceError",
     "MessageParseError",
+    "MessageTooLarge",
     "NotFoundError",
     "PublishError",
     "RadgptError",
     "RenderError",
+    "RetriesExhausted",
     "StorageError",
     "UnsupportedMessageError",
 ]
@@ -38,6 +55,8 @@ class RadgptError(Exception):
     """Base of all radgpt integration errors."""
 
     retriable: bool = False
+    # A dependency is down for every message: pause consumption, probe, retry without a cap.
+    infrastructure: bool = False
 
 
 class InputError(RadgptError):
@@ -56,6 +75,10 @@ class InvalidResourceError(InputError):
     """A FHIR resource that does not validate (wrong type, missing element, bad code)."""
 
 
+class MessageTooLarge(InputError):
+    """The message (or an output built from it) is larger than the configured maximum."""
+
+
 class RenderError(RadgptError):
     """A write-back message could not be built."""
 
@@ -66,10 +89,41 @@ class StorageError(RadgptError):
     retriable = True
 
 
+class DatabaseUnavailable(StorageError):
+    """The database cannot be reached or refuses connections (SQLSTATE 08, 53, 55, 57...)."""
+
+    infrastructure = True
+
+
+class DuplicateKeyError(StorageError):
+    """An idempotency key was taken concurrently; processing again finds the stored row."""
+
+
+class DataRejected(StorageError):
+    """The database refused the message's own data (SQLSTATE class 22: NUL, bad encoding)."""
+
+    retriable = False
+
+
 class PublishError(RadgptError):
     """An output could not be published."""
 
     retriable = True
+
+
+class BrokerUnavailable(PublishError):
+    """Kafka cannot be reached, timed out, or the partition has no leader."""
+
+    infrastructure = True
+
+
+class RetriesExhausted(RadgptError):
+    """A message failed ``attempts`` times with retriable errors of its own; dead-letter it."""
+
+    def __init__(self, attempts: int, history: list[str]) -> None:
+        self.attempts = attempts
+        self.history = list(history)
+        super().__init__(f"gave up after {attempts} attempt(s): {', '.join(history)}"[:300])
 
 
 class ConflictError(RadgptError):

@@ -22,10 +22,12 @@ more CPU than they saved in the benchmark on a 2-core machine.  The audit events
 batch are appended last, in unit order, so the chain lock is held only from the append to
 the commit.
 
-If a batch fails (a unique-key race with another replica, a bad audit detail), it is rolled
-back and its units are run again one per transaction, so only the unit at fault sees the
-error -- exactly what it would have seen on its own.  Units must therefore be safe to run
-twice: they build their rows from their arguments, never from a previous attempt.
+If a batch fails (a unique-key race with another replica, a bad audit detail, a value the
+database refuses), it is rolled back and its units are run again one per transaction, so only
+the unit at fault sees the error -- exactly what it would have seen on its own.  An
+infrastructure fault (:mod:`integration.faults`) fails the whole batch at once.  Units must
+therefore be safe to run twice: they build their rows from their arguments, never from a
+previous attempt.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .audit import AuditEvent, append_events
 from .db import Database
-from .store import flush_writes, storage_errors
+from .faults import Fault, classify
+from .store import flush_writes
 
 __all__ = ["GroupCommitter", "UnitOfWork"]
 
@@ -81,6 +84,10 @@ class GroupCommitter:
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Unit(work, future))
+        # A drainer that has just finished is done but still in the set until its
+        # done-callback runs; counting it would leave this unit queued with nobody to drain
+        # it (a stall until the next message's commit).
+        self._drainers.difference_update([d for d in self._drainers if d.done()])
         if len(self._drainers) < self.concurrency:
             drainer = asyncio.create_task(self._drain(), name="group-commit")
             self._drainers.add(drainer)
@@ -108,8 +115,11 @@ class GroupCommitter:
                 unit.future.cancel()
             raise
         except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0], exc=exc)
+            if len(batch) == 1 or classify(exc).fault is Fault.INFRASTRUCTURE:
+                # One unit, or the database is down for all of them: no point in retrying
+                # the units one by one (each would wait for a connection to fail again).
+                for unit in batch:
+                    _settle(unit, exc=exc)
                 return
             log.info(
                 "group commit of %d units failed (%s); committing them one by one",
@@ -124,7 +134,7 @@ class GroupCommitter:
     async def _transaction(self, batch: list[_Unit[Any]]) -> list[Any]:
         results: list[Any] = []
         events: list[AuditEvent] = []
-        async with self.database.writer() as session, storage_errors():
+        async with self.database.writer() as session:
             for unit in batch:
                 result, unit_events = await unit.work(session)
                 results.append(result)

@@ -22,6 +22,7 @@ from .errors import PublishError
 from .settings import KafkaSettings
 
 __all__ = [
+    "REQUEST_HEADROOM_BYTES",
     "client_options",
     "ensure_topics",
     "make_consumer",
@@ -66,10 +67,23 @@ def client_options(kafka: KafkaSettings, *, client_suffix: str = "") -> dict[str
     return options
 
 
-def make_producer(kafka: KafkaSettings, *, linger_ms: int = 2) -> AIOKafkaProducer:
-    """A producer that waits for all in-sync replicas (``acks=all``)."""
+# Room for the headers and record framing on top of the largest accepted message (a dead
+# letter carries the original bytes plus its reason headers).
+REQUEST_HEADROOM_BYTES = 64 * 1024
+
+
+def make_producer(
+    kafka: KafkaSettings, *, linger_ms: int = 2, max_message_bytes: int | None = None
+) -> AIOKafkaProducer:
+    """A producer that waits for all in-sync replicas (``acks=all``).
+
+    ``max_message_bytes`` (``pipeline.max_message_bytes``) sets ``max_request_size`` so that
+    any accepted inbound message can be dead-lettered whole (aiokafka's default is 1 MiB).
+    """
     options = client_options(kafka, client_suffix="-producer")
     options.update(acks="all", linger_ms=linger_ms, request_timeout_ms=30_000)
+    if max_message_bytes is not None:
+        options["max_request_size"] = max(1024 * 1024, max_message_bytes + REQUEST_HEADROOM_BYTES)
     if kafka.enable_idempotence:
         options["enable_idempotence"] = True
     return AIOKafkaProducer(**options)

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .db import Database, DraftRecord, InboundMessage
-from .store import lookup, storage_errors
+from .store import lookup
 
 __all__ = ["Known", "LookupBatcher"]
 
@@ -82,7 +82,7 @@ class LookupBatcher:
         keys = sorted({q.source_key for q in batch})
         accessions = sorted({a for q in batch for a in q.accessions})
         try:
-            async with self.database.sessions() as session, storage_errors():
+            async with self.database.reader() as session:
                 inbound, drafts = await lookup(session, source_keys=keys, accessions=accessions)
         except asyncio.CancelledError:
             for question in batch:

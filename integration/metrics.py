@@ -74,6 +74,29 @@ class PipelineMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.fault_paused = Gauge(
+            "radgpt_fault_paused",
+            "1 while all consumption is paused because this dependency is down.",
+            ["dependency"],
+            registry=r,
+        )
+        self.last_progress = Gauge(
+            "radgpt_last_progress_timestamp_seconds",
+            "Unix time a message last finished (drafted, skipped or dead-lettered); "
+            "the worker's start time before the first.",
+            registry=r,
+        )
+        self.dead_letter_failures = Counter(
+            "radgpt_dead_letter_failures_total",
+            "Failed attempts to dead-letter a message (it is kept and retried), by error class.",
+            ["error_class"],
+            registry=r,
+        )
+        self.worker_failures = Counter(
+            "radgpt_worker_task_failures_total",
+            "Message tasks that ended with an unhandled error (the worker then exits).",
+            registry=r,
+        )
         self.commits = Counter(
             "radgpt_offset_commits_total", "Offset commits sent to the broker.", registry=r
         )

@@ -21,8 +21,11 @@ Each write (steps 4 and 5, dead letters, re-deliveries) is a unit of work for th
 :class:`~integration.group_commit.GroupCommitter`: messages finishing together share one
 transaction, and each step continues only after the transaction holding its unit committed.
 
-Retriable failures (database, Kafka, model server) propagate to the worker, which retries the
-whole message with backoff; every step above is safe to repeat.  Logs carry ids and hashes,
+Retriable failures (database, Kafka, model server) propagate to the worker, which pauses on
+a dependency that is down or retries the message a bounded number of times
+(:mod:`integration.faults`); every step above is safe to repeat.  A message over
+``max_message_bytes`` is dead-lettered unparsed, and data the database refuses (SQLSTATE
+class 22, e.g. a NUL character) dead-letters the message at once.  Logs carry ids and hashes,
 never report text or patient identifiers.
 """
 
@@ -38,7 +41,7 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inference.errors import AdapterError, InferenceError, ModelNotAvailable
+from inference.errors import InferenceError
 from inference.scope import ScopeDecision
 from inference.types import Draft
 
@@ -46,7 +49,8 @@ from . import store
 from .audit import AuditEvent
 from .codec import parse_message
 from .db import Database, DraftRecord, InboundMessage, utcnow
-from .errors import InputError, RadgptError
+from .errors import DataRejected, InputError, MessageTooLarge, RadgptError, RetriesExhausted
+from .faults import Fault, classify
 from .group_commit import GroupCommitter
 from .lookups import Known, LookupBatcher
 from .metrics import PipelineMetrics
@@ -128,15 +132,13 @@ class _Plan:
 
 
 def is_retriable(exc: BaseException) -> bool:
-    """True for failures that retrying can cure (the ``retriable`` flag of our errors).
+    """True for failures that retrying can cure (:func:`integration.faults.classify`).
 
     A wrong or missing adapter / model is a deployment fault, not a fault of the message:
     it is retried (and shows in ``radgpt_retries_total``) instead of dead-lettering every
     message until someone notices.
     """
-    if isinstance(exc, AdapterError | ModelNotAvailable):
-        return True
-    return isinstance(exc, RadgptError | InferenceError) and exc.retriable
+    return classify(exc).fault is not Fault.MESSAGE
 
 
 def source_key_of(reports: Sequence[RadiologyReport], raw_sha256: str) -> str:
@@ -166,9 +168,11 @@ class Processor:
         committer: GroupCommitter | None = None,
         lookups: LookupBatcher | None = None,
         read_concurrency: int = 4,
+        max_message_bytes: int | None = None,
     ) -> None:
         if read_concurrency < 1:
             raise ValueError("read_concurrency must be at least 1")
+        self.max_message_bytes = max_message_bytes
         self.database = database
         self.committer = committer or GroupCommitter(database)
         self.lookups = lookups or LookupBatcher(database)
@@ -185,6 +189,13 @@ class Processor:
 
     async def process(self, record: InboundRecord) -> ProcessResult:
         """Process one record; raises only retriable errors (the worker retries them)."""
+        if self.max_message_bytes is not None and len(record.value) > self.max_message_bytes:
+            # Not parsed, not decoded: straight to the dead-letter topic.
+            too_large = MessageTooLarge(
+                f"message of {len(record.value)} bytes is over the limit of "
+                f"{self.max_message_bytes} bytes (pipeline.max_message_bytes)"
+            )
+            return await self.dead_letter(record, too_large)
         raw_sha = hashlib.sha256(record.value).hexdigest()
         try:
             reports = parse_message(record.value)
@@ -214,7 +225,12 @@ class Processor:
             return await self.dead_letter(
                 record, exc, source_key=source_key, source_format=source_format, existing=existing
             )
-        rows = await self._store(record, plans, source_key, source_format, raw_sha, existing)
+        try:
+            rows = await self._store(record, plans, source_key, source_format, raw_sha, existing)
+        except DataRejected as exc:  # e.g. a NUL character PostgreSQL cannot store
+            return await self.dead_letter(
+                record, exc, source_key=source_key, source_format=source_format, existing=None
+            )
         to_publish = [p.row for p in plans if p.action == "draft" and p.row is not None]
         to_publish += [
             p.existing
@@ -250,6 +266,9 @@ class Processor:
             "dlq-timestamp": utcnow().isoformat(timespec="milliseconds"),
             "dlq-raw-sha256": raw_sha,
         }
+        if isinstance(exc, RetriesExhausted):
+            headers["dlq-attempts"] = str(exc.attempts)
+            headers["dlq-retry-history"] = ",".join(exc.history)[:500]
         await self.publisher.dead_letter(record.value, reason, headers, key=record.key)
 
         async def work(session: AsyncSession) -> tuple[None, list[AuditEvent]]:
@@ -564,7 +583,7 @@ class Processor:
         self, existing: InboundMessage, record: InboundRecord, same_delivery: bool
     ) -> ProcessResult:
         """A message seen before: re-publish unacknowledged drafts, never draft again."""
-        async with self._reads, self.database.sessions() as session, store.storage_errors():
+        async with self._reads, self.database.reader() as session:
             drafts = await store.drafts_for_inbound(session, inbound_id=existing.id)
         unpublished = [d for d in drafts if d.published_at is None and d.status == "pending_review"]
         published = await self._publish(unpublished, record)

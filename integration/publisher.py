@@ -15,6 +15,7 @@ transaction Bundle to a FHIR server.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from .errors import PublishError
+from .faults import is_too_large, translate_kafka
 from .fhir_writer import build_final_bundle, build_preliminary_bundle
 from .hl7_writer import build_final_oru, build_preliminary_oru, encode_er7
 from .report import Approval, DraftProvenance, RadiologyReport
@@ -156,16 +158,12 @@ class Publisher:
                 futures.append(await self.producer.send(topic, value, key=key, headers=headers))
         except KafkaError as exc:
             await asyncio.gather(*futures, return_exceptions=True)
-            raise PublishError(
-                f"Kafka refused a message for {topic}: {type(exc).__name__}"
-            ) from exc
+            raise translate_kafka(exc, topic) from exc
         results = await asyncio.gather(*futures, return_exceptions=True)
         positions: list[tuple[int, int]] = []
         for (topic, *_), result in zip(messages, results, strict=True):
             if isinstance(result, KafkaError):
-                raise PublishError(
-                    f"Kafka refused a message for {topic}: {type(result).__name__}"
-                ) from result
+                raise translate_kafka(result, topic) from result
             if isinstance(result, BaseException):
                 raise result
             positions.append((int(result.partition), int(result.offset)))
@@ -275,10 +273,47 @@ class Publisher:
     async def dead_letter(
         self, raw: bytes, reason: str, headers: dict[str, str], *, key: bytes | None = None
     ) -> PublishedOutput:
-        """Park the original bytes on the dead-letter topic with the reason in headers."""
+        """Park the original bytes on the dead-letter topic with the reason in headers.
+
+        A record Kafka refuses as too large (the producer's ``max_request_size`` follows
+        ``pipeline.max_message_bytes``; a broker may allow less) is sent truncated, with
+        ``dlq-truncated``, ``dlq-original-length`` and the SHA-256 of the whole original in
+        headers, halving until the broker takes it -- never retried forever.
+        """
         all_headers = [("dlq-reason", reason[:500].encode("utf-8"))]
         all_headers += [(name, value.encode("utf-8")) for name, value in headers.items()]
-        partition, offset = await self._send(
-            self.topics.dead_letter, raw, key=key, headers=all_headers
-        )
-        return PublishedOutput("dead_letter", self.topics.dead_letter, partition, offset, "")
+        topic = self.topics.dead_letter
+        try:
+            partition, offset = await self._send(topic, raw, key=key, headers=all_headers)
+        except PublishError as exc:
+            if not is_too_large(exc):
+                raise
+            partition, offset = await self._dead_letter_truncated(raw, all_headers, key)
+        return PublishedOutput("dead_letter", topic, partition, offset, "")
+
+    async def _dead_letter_truncated(
+        self, raw: bytes, headers: list[tuple[str, bytes]], key: bytes | None
+    ) -> tuple[int, int]:
+        size = min(len(raw) - 1, self.pipeline.max_message_bytes)
+        marked = [
+            *headers,
+            ("dlq-truncated", b"true"),
+            ("dlq-original-length", str(len(raw)).encode()),
+        ]
+        if not any(name == "dlq-raw-sha256" for name, _ in headers):
+            marked.append(("dlq-raw-sha256", hashlib.sha256(raw).hexdigest().encode()))
+        while True:
+            try:
+                position = await self._send(
+                    self.topics.dead_letter, raw[:size], key=key, headers=marked
+                )
+            except PublishError as exc:
+                if not is_too_large(exc) or size == 0:
+                    raise
+                size //= 2
+                continue
+            log.warning(
+                "dead letter of %d bytes was too large for Kafka; sent its first %d bytes",
+                len(raw), size,
+            )  # fmt: skip
+            return position

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .db import DraftRecord
 from .errors import StorageError
+from .faults import db_errors
 
 __all__ = [
     "QualityCollector",
@@ -174,7 +175,7 @@ class QualityCollector(Collector):
             self._refreshed = True
 
     async def refresh(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        async with sessions() as session:
+        async with db_errors(), sessions() as session:  # connect-time errors too
             self.update(await load_quality(session))
 
     async def run(

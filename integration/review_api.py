@@ -27,6 +27,7 @@ in ``sessionStorage`` and call this API, so the same roles apply.
 # dependency aliases local to build_review_router.
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,8 +57,10 @@ from .errors import (
     RenderError,
     StorageError,
 )
+from .faults import db_errors
 from .pages import AI_DRAFT_LABEL, add_page_routes
 from .quality import QualityCollector, load_quality
+from .rate_limit import UnauthenticatedLimiter
 from .review import (
     DraftFilters,
     FinalPublisher,
@@ -92,6 +95,8 @@ class ReviewContext:
     clock: Callable[[], datetime] = utcnow
     quality: QualityCollector | None = None
     site: str = "radgpt"
+    # Per-client limit on unauthenticated requests and their audit rows (None: no limit).
+    limiter: UnauthenticatedLimiter | None = None
 
 
 # --- wire models --------------------------------------------------------------------------
@@ -339,7 +344,8 @@ def build_review_router(context: ReviewContext) -> APIRouter:
 
     @contextlib.asynccontextmanager
     async def session() -> AsyncIterator[AsyncSession]:
-        async with context.sessions() as s:
+        # Connect-time and close-time database errors too become StorageError (503).
+        async with db_errors(), context.sessions() as s:
             yield s
 
     async def audit_security(
@@ -349,6 +355,7 @@ def build_review_router(context: ReviewContext) -> APIRouter:
         actor_role: str,
         action: Literal["unauthenticated", "denied"],
         reason: str,
+        summary: dict[str, Any] | None = None,
     ) -> None:
         try:
             async with session() as s:
@@ -364,11 +371,45 @@ def build_review_router(context: ReviewContext) -> APIRouter:
                         "reason": reason[:200],
                         "path": request.url.path[:300],
                         "client": _client(request),
+                        **({"summary": summary} if summary else {}),
                     },
                 )
                 await s.commit()
         except Exception:  # the refusal stands even if the database is down
             log.exception("could not audit a refused request")
+
+    async def audit_unauthenticated(request: Request, exc: AuthError) -> None:
+        """Audit a 401 -- within the client's budget -- or answer 429 beyond its rate."""
+        decision = context.limiter.hit(_client(request)) if context.limiter else None
+
+        async def row(reason: str, summary: dict[str, Any] | None = None) -> None:
+            await audit_security(
+                request, actor="anonymous", actor_role="none", action="unauthenticated",
+                reason=reason, summary=summary,
+            )  # fmt: skip
+
+        if decision is None:
+            await row(str(exc))
+            return
+        if decision.suppressed_before:
+            await row(
+                "unauthenticated requests of the last minute",
+                {"not_audited_singly": decision.suppressed_before, "window_s": 60},
+            )
+        if decision.audit:
+            await row(str(exc))
+        elif decision.summary_start:
+            await row(
+                "unauthenticated request flood: further refusals this minute are counted only",
+                {"not_audited_singly": "until the minute ends", "window_s": 60},
+            )
+        if not decision.allowed:
+            retry_after = str(max(1, math.ceil(decision.retry_after_s)))
+            raise HTTPException(
+                429,
+                "too many unauthenticated requests from this client",
+                headers={"Retry-After": retry_after, **_NO_STORE},
+            ) from exc
 
     def require(permission: Permission | None) -> Callable[[Request], Any]:
         async def dependency(request: Request) -> Principal:
@@ -377,13 +418,7 @@ def build_review_router(context: ReviewContext) -> APIRouter:
                     bearer_token(request.headers.get("authorization"))
                 )
             except AuthError as exc:
-                await audit_security(
-                    request,
-                    actor="anonymous",
-                    actor_role="none",
-                    action="unauthenticated",
-                    reason=str(exc),
-                )
+                await audit_unauthenticated(request, exc)
                 challenge = 'Bearer realm="radgpt"'
                 if request.headers.get("authorization"):
                     challenge += ', error="invalid_token"'

@@ -2,7 +2,8 @@
 
 ``radgpt serve`` calls :func:`serve`.  One process runs one consumer-group member (both
 input topics) next to a uvicorn server with ``/healthz`` (the process is alive), ``/readyz``
-(broker reachable, database reachable, adapter canary passed; 503 otherwise), ``/metrics``
+(broker reachable, database reachable, adapter canary passed, consumption not paused on a
+fault; 503 otherwise), ``/metrics``
 (Prometheus) and the review API and pages of :mod:`integration.review_api`.
 
 The worker starts consuming only once the adapter canary has passed: a model server that
@@ -28,6 +29,8 @@ from inference.errors import InferenceError
 
 from .db import Database, open_database, upgrade_database
 from .errors import PublishError, RadgptError, StorageError
+from .fault_gate import FaultGate, Probe
+from .faults import Dependency
 from .kafka_client import ensure_topics, make_consumer, make_producer
 from .metrics import CONTENT_TYPE, PipelineMetrics
 from .processor import ImpressionDrafter, Processor
@@ -59,11 +62,16 @@ class Pipeline:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def readiness(self) -> dict[str, bool]:
-        checks = {"broker": False, "database": False, "adapter_canary": self.canary_passed}
+        """Broker and database answer now, the canary passed, and nothing is paused on a
+        fault (a dependency the worker found down and is still probing)."""
+        checks = {
+            "broker": False,
+            "database": False,
+            "adapter_canary": self.canary_passed,
+            "consuming": not self.worker.gate.paused,
+        }
         try:
-            await asyncio.wait_for(
-                self.producer.partitions_for(self.settings.kafka.topics.hl7_out), timeout=2.0
-            )
+            await asyncio.wait_for(probe_broker(self.producer), timeout=2.0)
             checks["broker"] = True
         except (KafkaError, TimeoutError):
             pass
@@ -92,9 +100,55 @@ class Pipeline:
         await self.wait_for_canary()
         await self.worker.run()
 
+    async def run_checkpoints(self) -> None:
+        """Append a signed audit checkpoint every ``audit.checkpoint_interval_s`` (if set)."""
+        from .audit_checkpoint import append_checkpoint, take_checkpoint
+
+        audit = self.settings.audit
+        if audit.checkpoint_path is None or audit.checkpoint_key is None:
+            return
+        key = audit.checkpoint_key.get_secret_value().encode()
+        while True:
+            try:
+                async with self.database.reader() as session:
+                    checkpoint = await take_checkpoint(session, key)
+                append_checkpoint(audit.checkpoint_path, checkpoint)
+            except (StorageError, OSError) as exc:
+                log.warning("audit checkpoint not written: %s", type(exc).__name__)
+            await asyncio.sleep(audit.checkpoint_interval_s)
+
     async def run_quality_refresh(self, *, interval_s: float = 30.0) -> None:
         """Keep the review quality metrics fresh (from start-up on; cancel to stop)."""
         await self.quality.run(self.database.sessions, interval_s=interval_s)
+
+
+async def probe_broker(producer: AIOKafkaProducer) -> None:
+    """Raise :class:`KafkaError` unless a broker answers a metadata request now."""
+    await producer.client.fetch_all_metadata()
+
+
+def _fault_gate(
+    settings: Settings,
+    database: Database,
+    producer: AIOKafkaProducer,
+    drafter: Any,
+    metrics: PipelineMetrics,
+) -> FaultGate:
+    probes: dict[Dependency, Probe] = {
+        "database": database.ping,
+        "broker": lambda: probe_broker(producer),
+    }
+    model_probe = getattr(drafter, "probe", None)
+    if model_probe is not None:
+        probes["model"] = model_probe
+    pipeline = settings.pipeline
+    return FaultGate(
+        probes,
+        probe_initial_s=min(0.2, pipeline.probe_interval_max_s),
+        probe_max_s=pipeline.probe_interval_max_s,
+        max_wait_s=pipeline.retry_backoff_max_s,
+        metrics=metrics,
+    )
 
 
 def _drafter_from_settings(settings: Settings) -> Any:
@@ -147,7 +201,7 @@ async def open_pipeline(
                 partitions=topics.partitions,
                 replication_factor=topics.replication_factor,
             )
-        producer = make_producer(kafka)
+        producer = make_producer(kafka, max_message_bytes=settings.pipeline.max_message_bytes)
         try:
             await producer.start()
         except KafkaError as exc:
@@ -164,6 +218,7 @@ async def open_pipeline(
             adapter_version=_adapter_version(the_drafter),
             # one pooled connection for the group commit, the rest for dedupe reads
             read_concurrency=max(1, settings.database.pool_size - 1),
+            max_message_bytes=settings.pipeline.max_message_bytes,
         )
         worker = Worker(
             make_consumer(kafka),
@@ -176,6 +231,8 @@ async def open_pipeline(
             ),
             drain_timeout_s=settings.pipeline.drain_timeout_s,
             metrics=metrics,
+            gate=_fault_gate(settings, database, producer, the_drafter, metrics),
+            max_attempts=settings.pipeline.max_attempts,
         )
         quality = QualityCollector()
         metrics.registry.register(quality)
@@ -204,6 +261,7 @@ async def open_pipeline(
 def _review_router(pipeline: Pipeline) -> Any | None:
     """The review API of :mod:`integration.review_api`, when auth is configured."""
     from .auth import TokenVerifier
+    from .rate_limit import UnauthenticatedLimiter
     from .review_api import ReviewContext, build_review_router
 
     try:
@@ -211,11 +269,17 @@ def _review_router(pipeline: Pipeline) -> Any | None:
     except ValueError as exc:
         log.warning("review API disabled: %s", exc)
         return None
+    auth = pipeline.settings.auth
     context = ReviewContext(
         sessions=pipeline.database.sessions,
         verifier=verifier,
         publisher=pipeline.publisher,
         quality=pipeline.quality,
+        limiter=UnauthenticatedLimiter(
+            rate_per_s=auth.unauthenticated_rate_per_s,
+            burst=auth.unauthenticated_burst,
+            audit_per_minute=auth.unauthenticated_audit_per_minute,
+        ),
     )
     return build_review_router(context)
 
@@ -293,6 +357,7 @@ async def serve(
         quality = asyncio.create_task(
             pipeline.run_quality_refresh(interval_s=quality_refresh_s), name="quality"
         )
+        checkpoints = asyncio.create_task(pipeline.run_checkpoints(), name="audit-checkpoints")
         if on_started is not None:
             on_started(pipeline, settings.api.port)
         stopper = asyncio.create_task(stop.wait(), name="stop")
@@ -307,6 +372,8 @@ async def serve(
                 await worker
         await http
         stopper.cancel()
+        checkpoints.cancel()
+        await asyncio.gather(checkpoints, return_exceptions=True)
         quality.cancel()
         (ended,) = await asyncio.gather(quality, return_exceptions=True)
         if not isinstance(ended, asyncio.CancelledError):

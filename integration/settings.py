@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "ApiSettings",
+    "AuditSettings",
     "AuthSettings",
     "DatabaseSettings",
     "FhirSinkSettings",
@@ -128,6 +129,11 @@ class PipelineSettings(BaseModel):
     # Largest inbound message accepted (bytes); larger ones are dead-lettered, and the CLI
     # refuses files over it. Producer limits follow it.
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Attempts of one message on errors of its own (not a dependency being down) before it
+    # is dead-lettered with the history.
+    max_attempts: int = Field(default=5, ge=1)
+    # While a dependency is down, it is probed every probe_initial_s, doubling up to this.
+    probe_interval_max_s: float = Field(default=2.0, gt=0)
 
 
 class FhirSinkSettings(BaseModel):
@@ -148,6 +154,20 @@ class AuthSettings(BaseModel):
     # Trust the local development key (``radgpt dev-token``). Never in production.
     trust_dev_key: bool = False
     dev_key_path: Path | None = None
+    # Unauthenticated requests per client address: a token bucket (then 429), and at most
+    # this many audit rows a minute (the rest are summarised); see integration.rate_limit.
+    unauthenticated_rate_per_s: float = Field(default=5.0, gt=0)
+    unauthenticated_burst: int = Field(default=20, ge=1)
+    unauthenticated_audit_per_minute: int = Field(default=10, ge=0)
+
+
+class AuditSettings(BaseModel):
+    """Signed checkpoints of the audit chain's head, outside the database
+    (see :mod:`integration.audit_checkpoint`); off unless both path and key are set."""
+
+    checkpoint_path: Path | None = None
+    checkpoint_key: SecretStr | None = None
+    checkpoint_interval_s: float = Field(default=300.0, gt=0)
 
 
 class ApiSettings(BaseModel):
@@ -165,6 +185,9 @@ class Settings(BaseSettings):
 
     environment: Literal["local", "staging", "production"] = "local"
     log_level: str = "INFO"
+    # Lets third-party loggers that print message values (aiokafka, asyncpg, httpx...) log
+    # below INFO; they may then write patient data to the logs. Never in production.
+    log_unsafe_payloads: bool = False
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
@@ -172,6 +195,7 @@ class Settings(BaseSettings):
     fhir_sink: FhirSinkSettings = Field(default_factory=FhirSinkSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _no_dev_trust_in_production(self) -> Settings:

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inference.types import Draft
 
 from .db import DraftRecord, InboundMessage, new_id, utcnow
-from .errors import StorageError
+from .errors import DuplicateKeyError
+from .faults import db_errors
 from .report import DraftProvenance, RadiologyReport
 
 __all__ = [
@@ -85,21 +85,16 @@ _DRAFTS_BY_ACCESSIONS = select(DraftRecord).where(
 )
 
 
-class DuplicateKeyError(StorageError):
-    """An idempotency key was taken concurrently; processing again finds the stored row."""
-
-
 @contextlib.asynccontextmanager
 async def storage_errors() -> AsyncIterator[None]:
-    """Translate SQLAlchemy/driver errors into :class:`StorageError` (no SQL, no values)."""
-    try:
+    """Translate SQLAlchemy/driver errors into :class:`StorageError` (no SQL, no values).
+
+    The classification (infrastructure, data rejected, duplicate key) is
+    :func:`integration.faults.translate_db`; put this *outside* the session so that errors
+    raised while connecting or closing are translated too.
+    """
+    async with db_errors():
         yield
-    except StorageError:
-        raise
-    except IntegrityError as exc:
-        raise DuplicateKeyError("idempotency key already stored") from exc
-    except (SQLAlchemyError, OSError, ConnectionError) as exc:
-        raise StorageError(f"database error: {type(exc).__name__}") from exc
 
 
 def _inbound_values(

@@ -12,9 +12,18 @@ Guarantees (see docs/architecture.md):
 * **Bounded concurrency and backpressure.**  At most ``max_in_flight`` messages are in
   process; at the limit every partition is paused (the consumer keeps polling, so it stays in
   the group) instead of buffering.  A partition whose message is being retried is paused too.
-* **Failures.**  Retriable errors (model server, database, Kafka) retry the message with
-  exponential backoff, forever, without committing past it; anything else is dead-lettered by
-  the processor and the partition moves on.
+* **Failures** are classified by :func:`integration.faults.classify`.  An *infrastructure*
+  fault (database, broker or model server down) pauses every partition and waits on the
+  :class:`~integration.fault_gate.FaultGate`, which probes the dependency and releases all
+  waiting messages on its first success; it is retried without a cap and never dead-letters
+  a good message.  A *transient* error of the message is retried with exponential backoff at
+  most ``max_attempts`` times, then dead-lettered with the history
+  (:class:`~integration.errors.RetriesExhausted`); a fault of the *message* is dead-lettered
+  at once.  Nothing is committed past a message that has not finished.  A dead letter that
+  cannot be written is retried (the partition waits) -- the message is never dropped.
+* **Supervision.**  A message task that still ends with an unexpected error stops the
+  worker, and :meth:`run` raises: the process exits non-zero and is restarted, instead of a
+  partition stalling silently.
 * **Rebalance and shutdown.**  Revoked partitions get ``drain_timeout_s`` to finish their
   in-flight messages; what finished is committed and the rest is released (cancelled), to be
   re-delivered to the new owner.
@@ -35,8 +44,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from .errors import RetriesExhausted
+from .fault_gate import FaultGate
+from .faults import Fault, classify
 from .metrics import PipelineMetrics
-from .processor import InboundRecord, ProcessResult, is_retriable
+from .processor import InboundRecord, ProcessResult
 
 __all__ = ["PartitionOffsets", "RetryPolicy", "Worker", "backoff_delay"]
 
@@ -124,9 +136,13 @@ class Worker:
         drain_timeout_s: float = 20.0,
         commit_interval_s: float = 0.2,
         metrics: PipelineMetrics | None = None,
+        gate: FaultGate | None = None,
+        max_attempts: int = 5,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
         self.consumer = consumer
         self.topics = topics
         self.handler = handler
@@ -136,6 +152,9 @@ class Worker:
         self.drain_timeout_s = drain_timeout_s
         self.commit_interval_s = commit_interval_s
         self.metrics = metrics or PipelineMetrics()
+        self.gate = gate or FaultGate(metrics=self.metrics)
+        self.max_attempts = max_attempts
+        self._failure: BaseException | None = None
         self._partitions: dict[TopicPartition, _PartitionState] = {}
         self._in_flight = 0
         self._slot_freed = asyncio.Event()
@@ -163,6 +182,7 @@ class Worker:
         self.consumer.subscribe(self.topics, listener=_Rebalance(self))
         await self.consumer.start()
         self._started.set()
+        self.metrics.last_progress.set_to_current_time()
         log.info("worker consuming %s", ", ".join(self.topics))
         try:
             while not self._stopping.is_set():
@@ -171,15 +191,20 @@ class Worker:
                 self._maybe_report_lag()
             await self._release(list(self._partitions))
         finally:
+            await self.gate.close()
             with contextlib.suppress(KafkaError):
                 await self.consumer.stop()
             log.info("worker stopped after %d message(s)", self.processed)
+        if self._failure is not None:
+            raise RuntimeError(
+                f"a message task failed: {type(self._failure).__name__}"
+            ) from self._failure
 
     # --- polling, backpressure -----------------------------------------------------------
 
     def _set_paused(self) -> None:
         assignment = self.consumer.assignment()
-        full = self._in_flight >= self.max_in_flight
+        full = self._in_flight >= self.max_in_flight or self.gate.paused
         pause, resume = [], []
         for tp in assignment:
             state = self._partitions.get(tp)
@@ -196,7 +221,7 @@ class Worker:
     async def _poll_once(self) -> None:
         self._set_paused()
         room = self.max_in_flight - self._in_flight
-        if room <= 0:
+        if room <= 0 or self.gate.paused:
             # Paused: wait for a slot, polling now and then to stay in the group.
             self._slot_freed.clear()
             with contextlib.suppress(TimeoutError):
@@ -227,6 +252,15 @@ class Worker:
         state.key_tails[record.key] = task
 
         def finished(done: asyncio.Task[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                # _run_one handles every error; this is a bug. Stop loudly, never stall.
+                self.metrics.worker_failures.inc()
+                log.critical(
+                    "message task %s@%d failed: %s; stopping the worker",
+                    tp, record.offset, type(done.exception()).__name__,
+                )  # fmt: skip
+                self._failure = self._failure or done.exception()
+                self._stopping.set()
             state.tasks.discard(done)
             if state.key_tails.get(record.key) is done:
                 del state.key_tails[record.key]
@@ -247,6 +281,7 @@ class Worker:
             await asyncio.wait([previous])
         started = time.perf_counter()
         attempt = 0
+        history: list[str] = []
         while True:
             try:
                 result = await self.handler(record)
@@ -254,25 +289,36 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if not is_retriable(exc):
+                kind = classify(exc)
+                name = type(exc).__name__
+                if kind.fault is Fault.MESSAGE:
                     log.error(
-                        "unexpected %s on %s@%d; dead-lettering",
-                        type(exc).__name__, tp, record.offset, exc_info=log.isEnabledFor(10),
+                        "%s on %s@%d; dead-lettering", name, tp, record.offset,
+                        exc_info=log.isEnabledFor(10),
                     )  # fmt: skip
-                    handler = self.dead_letter_handler
-                    try:
-                        result = await handler(record, exc)
-                        break
-                    except Exception as dl_exc:
-                        if not is_retriable(dl_exc):
-                            raise
-                        exc = dl_exc
+                    result = await self._dead_letter(tp, state, record, exc)
+                    break
+                self.metrics.retries.labels(name).inc()
+                if kind.fault is Fault.INFRASTRUCTURE:
+                    assert kind.dependency is not None
+                    self.gate.trip(kind.dependency, exc)
+                    await self._wait_for_gate(state)
+                    continue
                 attempt += 1
+                history.append(name)
+                if attempt >= self.max_attempts:
+                    log.error(
+                        "%s on %s@%d, attempt %d of %d; dead-lettering",
+                        name, tp, record.offset, attempt, self.max_attempts,
+                    )  # fmt: skip
+                    exhausted = RetriesExhausted(attempt, history)
+                    exhausted.__cause__ = exc
+                    result = await self._dead_letter(tp, state, record, exhausted)
+                    break
                 delay = backoff_delay(attempt, self.retry)
-                self.metrics.retries.labels(type(exc).__name__).inc()
                 log.warning(
-                    "retriable %s on %s@%d (attempt %d); retrying in %.1fs",
-                    type(exc).__name__, tp, record.offset, attempt, delay,
+                    "retriable %s on %s@%d (attempt %d of %d); retrying in %.1fs",
+                    name, tp, record.offset, attempt, self.max_attempts, delay,
                 )  # fmt: skip
                 state.retrying += 1
                 try:
@@ -280,9 +326,52 @@ class Worker:
                 finally:
                     state.retrying -= 1
         self.processed += 1
+        self.gate.progressed()
+        self.metrics.last_progress.set_to_current_time()
         self.metrics.messages.labels(record.topic, result.outcome).inc()
         self.metrics.processing.observe(time.perf_counter() - started)
         state.offsets.complete(record.offset)
+
+    async def _wait_for_gate(self, state: _PartitionState) -> None:
+        state.retrying += 1
+        try:
+            await self.gate.wait()
+        finally:
+            state.retrying -= 1
+
+    async def _dead_letter(
+        self,
+        tp: TopicPartition,
+        state: _PartitionState,
+        record: InboundRecord,
+        exc: BaseException,
+    ) -> ProcessResult:
+        """Dead-letter ``record``; keeps trying (the partition waits) until that succeeds."""
+        attempt = 0
+        while True:
+            try:
+                return await self.dead_letter_handler(record, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as dl_exc:
+                kind = classify(dl_exc)
+                self.metrics.dead_letter_failures.labels(type(dl_exc).__name__).inc()
+                if kind.fault is Fault.INFRASTRUCTURE:
+                    assert kind.dependency is not None
+                    self.gate.trip(kind.dependency, dl_exc)
+                    await self._wait_for_gate(state)
+                    continue
+                attempt += 1
+                delay = backoff_delay(attempt, self.retry)
+                log.error(
+                    "dead-lettering %s@%d failed (%s, attempt %d); retrying in %.1fs",
+                    tp, record.offset, type(dl_exc).__name__, attempt, delay,
+                )  # fmt: skip
+                state.retrying += 1
+                try:
+                    await asyncio.sleep(delay)
+                finally:
+                    state.retrying -= 1
 
     # --- commits, rebalance --------------------------------------------------------------
 

@@ -23,6 +23,7 @@ CRD_KINDS = {
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 
 
@@ -93,6 +94,7 @@ def test_every_value_set_covers_the_expected_kinds(
     assert {"ScaledObject", "TriggerAuthentication", "Ingress"} <= kinds["hospital"]
     assert "NetworkPolicy" in kinds["hospital"]
     assert {"ServiceMonitor", "Job", "PodDisruptionBudget"} <= kinds["hospital"]
+    assert "PrometheusRule" in kinds["hospital"]
     assert {"PersistentVolumeClaim", "Secret"} <= kinds["vllm"]
     external = render(ci_values("external-model")).kinds()
     assert "HorizontalPodAutoscaler" in external
@@ -585,6 +587,35 @@ def test_ingress_and_service_monitor(
     assert set(monitors) == {"service", "model-server"}
     assert monitors["service"]["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitors["service"]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_prometheus_rule_alerts_on_a_stall_and_on_faults(
+    render: Callable[..., Any], ci_values: Callable[[str], Values]
+) -> None:
+    from integration.metrics import PipelineMetrics
+
+    rendered = render(ci_values("hospital"))
+    (rule,) = rendered.all("PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(alerts) == {"RadgptPipelineStalled", "RadgptPausedOnFault", "RadgptDeadLetters"}
+    stalled = alerts["RadgptPipelineStalled"]["expr"]
+    # lag > 0 and no progress for stallSeconds (600 in the hospital values)
+    assert "radgpt_consumer_lag" in stalled and "> 0" in stalled
+    assert "time() - max by (namespace, pod) (radgpt_last_progress_timestamp_seconds" in stalled
+    assert stalled.rstrip().endswith(") > 600)")
+    assert 'service="radgpt"' in stalled and 'namespace="' in stalled
+    assert alerts["RadgptPausedOnFault"]["for"] == "2m"
+    # every metric an alert names is one the service exports
+    exported = {
+        metric.name + suffix
+        for metric in PipelineMetrics().registry.collect()
+        for suffix in ("", "_total")
+    }
+    for alert in alerts.values():
+        for name in re.findall(r"\b(radgpt_[a-z_]+)\{", alert["expr"]):
+            assert name in exported, name
+    assert render(ci_values("minimal")).all("PrometheusRule") == []
 
 
 # --- names and notes ---------------------------------------------------------------------------

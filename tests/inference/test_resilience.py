@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import httpx
 import pytest
 from huggingface_hub import errors as hf_errors
+from inference_helpers import InstantServer, free_port
 
 from inference.errors import (
     AdapterError,
@@ -349,3 +350,38 @@ async def test_concurrency_is_limited() -> None:
     await asyncio.gather(*(backend.generate("p", max_new_tokens=4, stop=()) for _ in range(10)))
     assert inner.calls == 10
     assert inner.max_in_flight == 3
+
+
+# -- probing while the circuit is open -------------------------------------------------------
+
+
+async def test_probe_without_a_health_check_lets_the_next_call_through_now() -> None:
+    inner = ScriptedBackend([http_error(503)] * 2)
+    backend, _ = resilient(inner, circuit_failure_threshold=2, circuit_reset_s=3600, max_retries=1)
+    with pytest.raises(BackendUnavailable):
+        await backend.generate("p", max_new_tokens=4, stop=())
+    assert backend.breaker.state == "open"
+    with pytest.raises(CircuitOpen):
+        await backend.generate("p", max_new_tokens=4, stop=())
+    await backend.probe()  # no health(): the next call is the half-open trial
+    assert backend.breaker.state == "half_open"
+    assert (await backend.generate("p", max_new_tokens=4, stop=())).text == "ok"
+    assert backend.breaker.state == "closed"
+
+
+async def test_probe_of_a_real_server_closes_the_circuit_on_first_success(
+    instant_server: InstantServer,
+) -> None:
+    from inference.tgi import TgiBackend
+
+    policy = ResiliencePolicy(circuit_failure_threshold=1, circuit_reset_s=3600, timeout_s=5)
+    down = ResilientBackend(TgiBackend(f"http://127.0.0.1:{free_port()}", adapter_id=None), policy)
+    with pytest.raises(BackendUnavailable):
+        await down.probe()  # nothing listens there
+    backend = ResilientBackend(TgiBackend(instant_server.url, adapter_id=None), policy)
+    backend.breaker.record_failure()
+    assert backend.breaker.state == "open"  # an hour before the next trial, without a probe
+    await backend.probe()
+    assert backend.breaker.state == "closed"
+    await backend.aclose()
+    await down.aclose()

@@ -32,6 +32,7 @@ from integration.codec import parse_message
 from integration.db import Database, open_database, upgrade_database
 from integration.kafka_client import ensure_topics, make_producer
 from integration.publisher import Publisher
+from integration.rate_limit import UnauthenticatedLimiter
 from integration.report import RadiologyReport
 from integration.review_api import ReviewContext, create_review_app
 from integration.settings import KafkaSettings, PipelineSettings, TopicSettings
@@ -181,6 +182,7 @@ class ReviewServer:
     kafka: KafkaSettings | None = None
     topics: TopicSettings = field(default_factory=TopicSettings)
     port: int = field(default_factory=free_port)
+    limiter: UnauthenticatedLimiter | None = None
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
     _error: BaseException | None = None
@@ -204,7 +206,9 @@ class ReviewServer:
                 topics=self.topics,
                 pipeline=PipelineSettings(answer_in_kind=False),
             )
-        context = ReviewContext(sessions=db.sessions, verifier=self.verifier, publisher=publisher)
+        context = ReviewContext(
+            sessions=db.sessions, verifier=self.verifier, publisher=publisher, limiter=self.limiter
+        )
         config = uvicorn.Config(
             create_review_app(context),
             host="127.0.0.1",

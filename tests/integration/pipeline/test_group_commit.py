@@ -136,3 +136,17 @@ async def test_batch_size_must_be_positive(database: Database) -> None:
         GroupCommitter(database, max_batch=0)
     with pytest.raises(ValueError, match="concurrency"):
         GroupCommitter(database, concurrency=0)
+
+
+async def test_a_unit_queued_as_the_last_drainer_finishes_is_still_committed(
+    database: Database,
+) -> None:
+    """The caller of a finished unit runs before the drainer's done-callback: a unit queued
+    right then must get a drainer of its own, not wait for the next message's (a stall)."""
+    committer = GroupCommitter(database)
+    first = await committer.run(_unit("RIS|LAST1", 1))
+    async with asyncio.timeout(10):  # same task, at once: the old drainer is done, not gone
+        second = await committer.run(_unit("RIS|LAST2", 2))
+    async with database.sessions() as session:
+        stored = (await session.execute(select(InboundMessage.id))).scalars().all()
+    assert sorted(stored) == sorted([first, second])

@@ -197,7 +197,9 @@ async def test_reports_are_drafted_answered_in_kind_dead_lettered_and_audited(
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
-        assert ready.json()["checks"] == {"broker": True, "database": True, "adapter_canary": True}
+        assert ready.json()["checks"] == {
+            "broker": True, "database": True, "adapter_canary": True, "consuming": True,
+        }  # fmt: skip
         metrics = (await client.get("/metrics")).text
     assert f'radgpt_messages_total{{outcome="drafted",topic="{topics.hl7_in}"}}' in metrics
     assert "radgpt_end_to_end_latency_seconds_bucket" in metrics

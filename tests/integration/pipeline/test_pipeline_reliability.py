@@ -157,6 +157,7 @@ def slow_model() -> Iterator[ModelServer]:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 async def test_kill_9_mid_batch_loses_nothing_and_drafts_nothing_twice(
     db_url: str, kafka_broker: str, slow_model: ModelServer, migrated: Database, data_dir: Path
 ) -> None:
