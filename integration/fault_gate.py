@@ -61,6 +61,7 @@ class FaultGate:
         self._clear = asyncio.Event()
         self._clear.set()
         self._trips_without_progress = 0
+        self._closing = False
         self.recoveries: list[tuple[Dependency, float]] = []  # (dependency, seconds down)
         for dependency in DEPENDENCIES:
             self._gauge(dependency, 0)
@@ -135,13 +136,15 @@ class FaultGate:
         self._probing.pop(dependency, None)
         self._gauge(dependency, 0)
         seconds = time.monotonic() - since
-        self.recoveries.append((dependency, seconds))
-        log.warning("%s available again after %.1fs: consumption resumed", dependency, seconds)
+        if not self._closing:
+            self.recoveries.append((dependency, seconds))
+            log.warning("%s available again after %.1fs: consumption resumed", dependency, seconds)
         if not self._down:
             self._clear.set()
 
     async def close(self) -> None:
         """Stop the probes (shutdown); waiters are released."""
+        self._closing = True
         tasks = list(self._probing.values())
         for task in tasks:
             task.cancel()

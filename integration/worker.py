@@ -44,7 +44,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from .errors import RetriesExhausted
+from .errors import RetriesExhausted, StorageError
 from .fault_gate import FaultGate
 from .faults import Fault, classify
 from .metrics import PipelineMetrics
@@ -292,9 +292,10 @@ class Worker:
                 kind = classify(exc)
                 name = type(exc).__name__
                 if kind.fault is Fault.MESSAGE:
+                    # A traceback only for our own bugs: driver errors carry SQL parameters.
                     log.error(
                         "%s on %s@%d; dead-lettering", name, tp, record.offset,
-                        exc_info=log.isEnabledFor(10),
+                        exc_info=log.isEnabledFor(10) and not isinstance(exc, StorageError),
                     )  # fmt: skip
                     result = await self._dead_letter(tp, state, record, exc)
                     break
