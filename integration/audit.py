@@ -47,7 +47,7 @@ AUDIT_ACTIONS = frozenset(
     {
         "received", "parsed", "skipped", "drafted", "published", "dead_lettered", "duplicate",
         "viewed", "listed", "approved", "edited", "rejected", "ris_final", "queried",
-        "exported", "verified", "denied", "unauthenticated",
+        "exported", "verified", "denied", "unauthenticated", "withdrawn", "communicated",
     }
 )  # fmt: skip
 Outcome = Literal["success", "failure", "denied"]
