@@ -257,7 +257,12 @@ class ChainReport:
 
 
 async def record_verification(
-    session: AsyncSession, report: ChainReport, *, actor: str, actor_role: str
+    session: AsyncSession,
+    report: ChainReport,
+    *,
+    actor: str,
+    actor_role: str,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Append the ``verified`` event for a :func:`verify_chain` run (the caller commits)."""
     await append_event(
@@ -272,6 +277,7 @@ async def record_verification(
             "ok": report.ok,
             "checked": report.checked,
             "first_broken_id": report.first_broken_id,
+            **(extra or {}),
         },
     )
 

@@ -49,6 +49,7 @@ from .errors import InputError, RadgptError
 from .group_commit import GroupCommitter
 from .lookups import Known, LookupBatcher
 from .metrics import PipelineMetrics
+from .patient_ids import patient_hint, patient_of
 from .publisher import PublishedOutput, Publisher
 from .report import RadiologyReport
 from .review import record_external_final
@@ -172,7 +173,9 @@ class Processor:
         try:
             reports = parse_message(record.value)
         except InputError as exc:
-            return await self.dead_letter(record, exc, source_key=f"raw|{raw_sha}")
+            return await self.dead_letter(
+                record, exc, source_key=f"raw|{raw_sha}", patient_id=patient_hint(record.value)
+            )
         source_key = source_key_of(reports, raw_sha)
         source_format = reports[0].source_format if reports else None
         plans: list[_Plan] = []
@@ -195,8 +198,9 @@ class Processor:
             if is_retriable(exc):
                 raise
             return await self.dead_letter(
-                record, exc, source_key=source_key, source_format=source_format, existing=existing
-            )
+                record, exc, source_key=source_key, source_format=source_format, existing=existing,
+                patient_id=patient_of(reports),
+            )  # fmt: skip
         rows = await self._store(record, plans, source_key, source_format, raw_sha, existing)
         to_publish = [p.row for p in plans if p.action == "draft" and p.row is not None]
         to_publish += [
@@ -208,6 +212,7 @@ class Processor:
             and p.existing.status == "pending_review"
         ]
         published = await self._publish(to_publish, record)
+        await self._withdraw_superseded(plans)
         drafted = sum(p.action == "draft" for p in plans)
         return ProcessResult(rows, drafts=drafted, published=published)
 
@@ -219,6 +224,7 @@ class Processor:
         source_key: str | None = None,
         source_format: str | None = None,
         existing: InboundMessage | None = None,
+        patient_id: str | None = None,
     ) -> ProcessResult:
         """Send the original bytes to the dead-letter topic, then record and audit that."""
         raw_sha = hashlib.sha256(record.value).hexdigest()
@@ -258,6 +264,7 @@ class Processor:
                 "dead_lettered",
                 "message",
                 inbound.id,
+                patient_id=patient_id,
                 outcome="failure",
                 details={**headers, "reason": reason[:200]},
             )
@@ -370,6 +377,7 @@ class Processor:
                     "received",
                     "message",
                     inbound.id,
+                    patient_id=patient_of([p.report for p in plans]),
                     details={
                         "source_key": source_key,
                         "topic": record.topic,
@@ -527,6 +535,49 @@ class Processor:
             self.metrics.end_to_end.observe(max(0.0, time.time() - record.timestamp_ms / 1000))
         return len(sent)
 
+    async def _withdraw_superseded(self, plans: Sequence[_Plan]) -> None:
+        """Withdraw the published preliminaries of drafts a new report superseded (HL7
+        OBX-11 ``W`` / FHIR ``entered-in-error``) and audit each ``withdrawn``."""
+        ids = sorted({i for p in plans if p.action == "draft" for i in p.superseded})
+        if not ids:
+            return
+        async with self._reads, self.database.sessions() as session, store.storage_errors():
+            rows = [await store.find_draft(session, draft_id=i) for i in ids]
+        now = utcnow()
+        done: list[tuple[DraftRecord, list[PublishedOutput]]] = []
+        for row in rows:
+            if row is None or row.published_at is None:
+                continue
+            outputs = await self.publisher.publish_withdrawal(
+                store.report_of(row), row.draft_text, store.provenance_of(row),
+                reason="superseded", withdrawn_at=now,
+            )  # fmt: skip
+            done.append((row, outputs))
+        if not done:
+            return
+
+        def ids_of(outputs: list[PublishedOutput]) -> list[dict[str, Any]]:
+            return [
+                {"format": o.format, "topic": o.topic, "partition": o.partition,
+                 "offset": o.offset, "message_id": o.message_id}
+                for o in outputs
+            ]  # fmt: skip
+
+        async def work(_session: AsyncSession) -> tuple[None, list[AuditEvent]]:
+            return None, [
+                self._event(
+                    "withdrawn",
+                    "draft",
+                    row.id,
+                    accession=row.accession,
+                    patient_id=row.patient_id,
+                    details={"reason": "superseded", "outputs": ids_of(outputs)},
+                )
+                for row, outputs in done
+            ]
+
+        await self.committer.run(work)
+
     async def _redelivered(
         self, existing: InboundMessage, record: InboundRecord, same_delivery: bool
     ) -> ProcessResult:
@@ -541,6 +592,7 @@ class Processor:
                 "duplicate",
                 "message",
                 existing.id,
+                patient_id=next((d.patient_id for d in drafts if d.patient_id), None),
                 details={
                     "reason": "redelivery" if same_delivery else "resent",
                     "topic": record.topic,
