@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -158,26 +159,38 @@ def communication_statement(communications: Sequence[Communication]) -> str:
     return "\n".join(lines)
 
 
+_SIDE_WORDS = re.compile(r"\b(left|right|bilateral|both)\b", re.IGNORECASE)
+
+
 def flag_evidence(text: str, phrase: str | None) -> list[tuple[int, int]]:
     """Character spans of ``text`` behind a flag: the lexicon mentions of the flagged concept
-    (:func:`inference.safety.find_mentions`), else case-insensitive occurrences of the phrase."""
+    (:func:`inference.safety.find_mentions`), else case-insensitive occurrences of the phrase;
+    then the same without side words, so a laterality conflict shows the finding on the side
+    the text does give."""
     if not phrase or not text:
         return []
     from inference.safety import find_mentions
 
-    wanted = phrase.strip().lower()
-    spans = [
-        (m.start, m.start + len(m.text))
-        for m in find_mentions(text)
-        if m.concept.lower() == wanted and text[m.start : m.start + len(m.text)] == m.text
-    ]
-    if spans:
-        return spans
-    lowered, start = text.lower(), 0
-    while wanted and (found := lowered.find(wanted, start)) >= 0:
-        spans.append((found, found + len(wanted)))
-        start = found + len(wanted)
-    return spans
+    mentions = find_mentions(text)
+    lowered = text.lower()
+    for wanted in dict.fromkeys(
+        (phrase.strip().lower(), " ".join(_SIDE_WORDS.sub(" ", phrase).split()).lower())
+    ):
+        if not wanted:
+            continue
+        spans = [
+            (m.start, m.start + len(m.text))
+            for m in mentions
+            if m.concept.lower() == wanted and text[m.start : m.start + len(m.text)] == m.text
+        ]
+        if not spans:
+            start = 0
+            while (found := lowered.find(wanted, start)) >= 0:
+                spans.append((found, found + len(wanted)))
+                start = found + len(wanted)
+        if spans:
+            return spans
+    return []
 
 
 # --- types --------------------------------------------------------------------------------

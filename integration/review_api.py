@@ -290,6 +290,9 @@ class AuditSearch(BaseModel):
     page: int = Field(default=1, ge=1)
     page_size: int = Field(default=50, ge=1, le=500)
     format: ExportFormat = "csv"
+    oldest_first: bool | None = Field(
+        default=None, description="Default: oldest first for a patient search, else newest"
+    )
 
     def filters(self) -> AuditFilters:
         return AuditFilters(
@@ -901,11 +904,16 @@ def build_review_router(context: ReviewContext) -> APIRouter:
         response: Response,
         page: Annotated[int, Query(ge=1)] = 1,
         page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+        newest_first: bool = True,
     ) -> AuditPageOut:
         with _http_errors():
             async with session() as s:
                 result = await query_events(
-                    s, filters, PageRequest(limit=page_size, offset=(page - 1) * page_size)
+                    s,
+                    filters,
+                    PageRequest(
+                        limit=page_size, offset=(page - 1) * page_size, newest_first=newest_first
+                    ),
                 )
                 items = [AuditRow.model_validate(e) for e in result.items]
                 await append_event(
@@ -981,8 +989,16 @@ def build_review_router(context: ReviewContext) -> APIRouter:
         principal: Auditing, response: Response, body: Annotated[AuditSearch, Body()]
     ) -> AuditPageOut:
         """Search the audit log with the filters in the body (the pages use this)."""
+        oldest_first = body.oldest_first
+        if oldest_first is None:
+            oldest_first = body.patient_id is not None  # a patient's accounting: in order
         return await audit(
-            principal, body.filters(), response, page=body.page, page_size=body.page_size
+            principal,
+            body.filters(),
+            response,
+            page=body.page,
+            page_size=body.page_size,
+            newest_first=not oldest_first,
         )
 
     @router.post(
