@@ -365,7 +365,8 @@
       if (!draft) return;
       const edited = normalise(editor.value) !== normalise(draft.draft_text);
       let label = "Impression — AI draft (unedited)";
-      if (draft.status !== "pending_review") label = "Impression — as signed";
+      if (draft.status === "approved" || draft.status === "edited") label = "Impression — as signed";
+      else if (draft.status !== "pending_review") label = "Impression — AI draft (" + draft.status + "; not a report)";
       else if (edited) label = "Impression — edited by you (differs from the AI draft)";
       $("impression-label").textContent = label;
       $("impression-title").className = edited ? "edited" : "";
