@@ -13,7 +13,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from review_helpers import ReviewServer, Tokens, consume_all, insert_pending, oru, report_for
@@ -358,4 +357,3 @@ async def test_reject_withdraws_downstream_and_the_patient_query_lists_everythin
     assert all(mrn not in url for url in requests)  # the patient id travelled in the body only
     await officer.screenshot(path=str(SHOTS / f"audit-patient-{_backend(backend_url)}.png"),
                              full_page=True)  # fmt: skip
-    Path(SHOTS / "README.txt").write_text("Screenshots written by the browser tests.\n")
