@@ -625,7 +625,7 @@ async def reject_draft(
         raise ValueError("a rejection needs a reason")
     if category not in REJECT_CATEGORIES:
         raise ValueError(f"unknown rejection category {category!r}")
-    withdrawn: list[dict[str, Any]] = []
+    withdrew = False
     try:
         draft = await _claim(session, draft_id, expected_version)
         now = clock()
@@ -658,8 +658,9 @@ async def reject_draft(
                 "withdraw": withdrawer is not None and draft.published_at is not None,
             },
         )
-        if withdrawer is not None:
-            withdrawn = await withdraw_published(
+        if withdrawer is not None and draft.published_at is not None:
+            withdrew = True
+            await withdraw_published(
                 session,
                 draft,
                 reason="rejected",
@@ -684,7 +685,7 @@ async def reject_draft(
         edit_distance=None,
         reviewer=reviewer.subject,
         reviewed_at=now,
-        published=bool(withdrawn),
+        published=withdrew,
         version=draft.version,
     )
 
