@@ -81,6 +81,9 @@ class GroupCommitter:
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Unit(work, future))
+        # A drainer that has just finished is done() before its discard callback runs: a
+        # caller resumed by the last commit and calling again at once must not count it.
+        self._drainers = {d for d in self._drainers if not d.done()}
         if len(self._drainers) < self.concurrency:
             drainer = asyncio.create_task(self._drain(), name="group-commit")
             self._drainers.add(drainer)

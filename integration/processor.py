@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inference.errors import AdapterError, InferenceError, ModelNotAvailable
@@ -44,7 +45,7 @@ from inference.types import Draft
 from . import store
 from .audit import AuditEvent
 from .codec import parse_message
-from .db import Database, DraftRecord, InboundMessage, utcnow
+from .db import AuditEntry, Database, DraftRecord, InboundMessage, utcnow
 from .errors import InputError, RadgptError
 from .group_commit import GroupCommitter
 from .lookups import Known, LookupBatcher
@@ -535,14 +536,36 @@ class Processor:
             self.metrics.end_to_end.observe(max(0.0, time.time() - record.timestamp_ms / 1000))
         return len(sent)
 
-    async def _withdraw_superseded(self, plans: Sequence[_Plan]) -> None:
+    async def _withdraw_superseded(
+        self, plans: Sequence[_Plan], *, accessions: Sequence[str] = ()
+    ) -> None:
         """Withdraw the published preliminaries of drafts a new report superseded (HL7
-        OBX-11 ``W`` / FHIR ``entered-in-error``) and audit each ``withdrawn``."""
+        OBX-11 ``W`` / FHIR ``entered-in-error``) and audit each ``withdrawn``.
+
+        Drafts already withdrawn (a ``withdrawn`` event exists) are skipped, so a redelivery
+        after a Kafka refusal -- which passes the ``accessions`` of its drafts -- sends what
+        is still missing and nothing twice.
+        """
         ids = sorted({i for p in plans if p.action == "draft" for i in p.superseded})
-        if not ids:
+        if not ids and not accessions:
             return
         async with self._reads, self.database.sessions() as session, store.storage_errors():
-            rows = [await store.find_draft(session, draft_id=i) for i in ids]
+            if accessions:
+                found = await session.execute(
+                    select(DraftRecord.id).where(
+                        DraftRecord.accession.in_(list(accessions)),
+                        DraftRecord.status == "superseded",
+                        DraftRecord.published_at.is_not(None),
+                    )
+                )
+                ids = sorted({*ids, *(str(i) for i in found.scalars().all())})
+            withdrawn = await session.execute(
+                select(AuditEntry.entity_id).where(
+                    AuditEntry.action == "withdrawn", AuditEntry.entity_id.in_(ids)
+                )
+            )
+            skip = set(withdrawn.scalars().all())
+            rows = [await store.find_draft(session, draft_id=i) for i in ids if i not in skip]
         now = utcnow()
         done: list[tuple[DraftRecord, list[PublishedOutput]]] = []
         for row in rows:
@@ -586,6 +609,9 @@ class Processor:
             drafts = await store.drafts_for_inbound(session, inbound_id=existing.id)
         unpublished = [d for d in drafts if d.published_at is None and d.status == "pending_review"]
         published = await self._publish(unpublished, record)
+        await self._withdraw_superseded(
+            [], accessions=sorted({d.accession for d in drafts if d.accession})
+        )
 
         async def work(_session: AsyncSession) -> tuple[None, list[AuditEvent]]:
             event = self._event(
