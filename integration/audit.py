@@ -47,7 +47,7 @@ AUDIT_ACTIONS = frozenset(
     {
         "received", "parsed", "skipped", "drafted", "published", "dead_lettered", "duplicate",
         "viewed", "listed", "approved", "edited", "rejected", "ris_final", "queried",
-        "exported", "verified", "denied", "unauthenticated",
+        "exported", "verified", "denied", "unauthenticated", "withdrawn", "communicated",
     }
 )  # fmt: skip
 Outcome = Literal["success", "failure", "denied"]
@@ -257,7 +257,12 @@ class ChainReport:
 
 
 async def record_verification(
-    session: AsyncSession, report: ChainReport, *, actor: str, actor_role: str
+    session: AsyncSession,
+    report: ChainReport,
+    *,
+    actor: str,
+    actor_role: str,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Append the ``verified`` event for a :func:`verify_chain` run (the caller commits)."""
     await append_event(
@@ -272,6 +277,7 @@ async def record_verification(
             "ok": report.ok,
             "checked": report.checked,
             "first_broken_id": report.first_broken_id,
+            **(extra or {}),
         },
     )
 

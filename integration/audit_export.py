@@ -144,6 +144,8 @@ _ACTION_MAP: dict[str, tuple[dict[str, str], str | None, str]] = {
     "edited": (_REST_TYPE, "update", "U"),
     "rejected": (_REST_TYPE, "update", "U"),
     "ris_final": (_IMPORT, None, "U"),
+    "withdrawn": (_EXPORT, None, "D"),
+    "communicated": (_APP_ACTIVITY, None, "C"),
     "queried": (_REST_TYPE, "search-type", "E"),
     "exported": (_EXPORT, None, "R"),
     "verified": (_APP_ACTIVITY, None, "E"),

@@ -136,12 +136,19 @@ def demo_command(
     engine: Annotated[
         Literal["model", "instant"], typer.Option(help="model server engine")
     ] = "model",
+    keep: Annotated[
+        bool, typer.Option("--keep", help="keep the demo database and key after exit")
+    ] = False,
 ) -> None:
-    """End to end on this machine: embedded broker, SQLite, embedded model server."""
+    """End to end on this machine: embedded broker, SQLite, embedded model server.
+
+    The database and development key are in a fresh temporary directory, printed at the
+    start and removed on exit (Ctrl-C included) unless --keep.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from .demo import DemoOptions, DemoResult, run_demo
+    from .demo import DemoOptions, DemoPaths, DemoResult, run_demo
 
     console = Console(stderr=True)
     out = Console()
@@ -170,9 +177,16 @@ def demo_command(
                 typer.echo(f"token {role}: {token}")
             console.print("serving the review pages; Ctrl-C to stop")
 
+    def paths(where: DemoPaths) -> None:
+        fate = "removed on exit (--keep keeps them)" if where.removed_on_exit else "kept"
+        console.print(f"demo database: {where.database}")
+        console.print(f"development key: {where.dev_key}")
+        console.print(f"both are {fate}; they hold fictional patients only")
+
     options = DemoOptions(
-        limit=limit, data_dir=data_dir, port=port, engine=engine, serve_after=serve_after
-    )
+        limit=limit, data_dir=data_dir, port=port, engine=engine, serve_after=serve_after,
+        keep=keep,
+    )  # fmt: skip
     with Progress(
         TextColumn("drafting"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
     ) as bar:
@@ -185,7 +199,7 @@ def demo_command(
             bar.stop()
             show(result)
 
-        asyncio.run(run_demo(options, progress=progress, on_ready=ready))
+        asyncio.run(run_demo(options, progress=progress, on_ready=ready, on_paths=paths))
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,13 +67,34 @@ def _database_url(database_url: str | None) -> str:
     return Settings().database.url.get_secret_value()
 
 
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def _actor(actor: str | None) -> str:
     if actor:
         return actor
+    return f"cli:{_os_user()}"
+
+
+def _who_ran(actor: str | None) -> dict[str, Any]:
+    """What the audit row records beside the actor: the OS user and host that really ran the
+    command, and whether the actor name was only claimed with ``--actor``."""
+    return {"os_user": _os_user(), "host": socket.gethostname()[:255], "actor_claimed": bool(actor)}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only (0600), even if it existed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
 
 
 def _filters(
@@ -149,7 +172,12 @@ def query_command(
                 action="queried",
                 entity_type="audit_log",
                 entity_id="audit_log",
-                details={"filters": describe_filters(filters), "page": page, "total": result.total},
+                details={
+                    "filters": describe_filters(filters),
+                    "page": page,
+                    "total": result.total,
+                    **_who_ran(actor),
+                },
             )
             await session.commit()
             return rows, result.total
@@ -231,14 +259,14 @@ def export_command(
                     "format": format,
                     "filters": describe_filters(filters),
                     "count": len(rows),
+                    **_who_ran(actor),
                 },
             )
             if format == "csv":
                 text = to_csv(rows)
             else:
                 text = json.dumps(to_fhir_bundle(rows), ensure_ascii=False, indent=1)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
+            write_private(out, text)
             await session.commit()  # recorded once the file is written
             sys.stderr.write(f"wrote {len(rows)} audit events to {out} ({format})\n")
             return text
@@ -291,7 +319,9 @@ def verify_command(
             async with database.sessions() as session:
                 anchored = await verify_checkpoints(session, anchors, key)
         async with database.sessions() as session:
-            await record_verification(session, report, actor=who, actor_role="cli")
+            await record_verification(
+                session, report, actor=who, actor_role="cli", extra=_who_ran(actor)
+            )
             await session.commit()
         return report, anchored
 

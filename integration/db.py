@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -258,6 +259,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _create_private(path: Path) -> None:
+    """Create a new SQLite file readable by its owner only (0600); SQLite gives its -wal and
+    -shm files the same mode.  An existing file is left as it is."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 def open_database(
     url: str,
     *,
@@ -283,7 +295,7 @@ def open_database(
         if not path or path.startswith(":memory:") or "mode=memory" in path:
             # Every pooled connection would open its own, empty database.
             raise StorageError("in-memory SQLite is not supported: give a file path")
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _create_private(Path(path.split("?", 1)[0]).expanduser())
     else:
         kwargs["pool_pre_ping"] = True
         if url.startswith("postgresql+asyncpg"):

@@ -3,9 +3,15 @@
 It starts the embedded Kafka broker (Tansu), the embedded model server (``radgpt
 serve-model`` in a subprocess: the SmolLM2 base model with the shipped ``radiology`` adapter
 when present), uses SQLite in a temporary directory, publishes sample reports built from the
-Open-i test split (HL7 v2 ORU^R01 and FHIR R4 DiagnosticReport alternately, fake MRNs and
-accessions), lets :func:`integration.service.serve` draft them, and reports the drafts next
-to the reference impressions.
+Open-i test split (HL7 v2 ORU^R01 and FHIR R4 DiagnosticReport alternately, fake patients,
+MRNs and accessions), lets :func:`integration.service.serve` draft them, and reports the drafts
+next to the reference impressions.
+
+The sample mixes normal and abnormal studies (half abnormal, chosen by their reference
+impression with :func:`training.metrics.is_normal_impression`), gives abnormal ones a STAT or
+ASAP priority, and -- from five samples up -- includes one CT head report, outside the chest
+radiograph adapter's validated scope.  The database and the development key live in a fresh
+temporary directory that is announced at the start and removed on exit unless ``keep``.
 
 The message builders are pure functions; the rest is orchestration.
 """
@@ -16,14 +22,16 @@ import asyncio
 import base64
 import contextlib
 import csv
+import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +55,7 @@ from .settings import (
 
 __all__ = [
     "DemoOptions",
+    "DemoPaths",
     "DemoReport",
     "DemoResult",
     "SampleReport",
@@ -62,6 +71,9 @@ _FACILITY = "DEMO HOSPITAL"
 _MRN_SYSTEM = "http://demo-hospital.example.org/mrn"
 _ACCESSION_SYSTEM = "http://demo-hospital.example.org/accession"
 _REPORT_ID_SYSTEM = "http://demo-hospital.example.org/report-id"
+_GENDER = {"F": "female", "M": "male", "O": "other", "U": "unknown"}
+_FHIR_PRIORITY = {"S": "stat", "A": "asap", "R": "routine"}
+_LOINC_OF_CPT = {"71046": "36643-5", "70450": "30799-1"}  # XR chest 2 views, CT head w/o
 
 
 def default_data_dir() -> Path:
@@ -81,14 +93,53 @@ class SampleReport:
     accession: str
     mrn: str
     control_id: str
+    family: str = "DEMO"
+    given: str = "PATIENT"
+    birth_date: date = date(1960, 1, 1)
+    sex: str = "U"  # HL7 table 0001
+    priority: str = "R"  # HL7 table 0027: S stat, A asap, R routine
+    modality: str = "RAD"
+    procedure_code: str = "71046"
+    referrer: str = "1234^REFERRER^DEMO"
+
+
+# Fictional patients for the demo (no real person): family, given, birth date, sex.
+_PEOPLE = [
+    ("HOLLOWAY", "DENISE", date(1958, 3, 22), "F"), ("OKAFOR", "SAMUEL", date(1971, 11, 9), "M"),
+    ("FERREIRA", "ANA", date(1985, 1, 30), "F"), ("KOWALSKI", "PIOTR", date(1949, 7, 11), "M"),
+    ("TANAKA", "HIROSHI", date(1955, 8, 9), "M"), ("LARSSON", "INGRID", date(1992, 2, 14), "F"),
+    ("NGUYEN", "LINH", date(1988, 3, 5), "F"), ("ABERNATHY", "GRACE", date(1940, 2, 21), "F"),
+    ("MORALES", "DIEGO", date(1966, 9, 17), "M"), ("OSEI", "AKUA", date(1979, 12, 2), "F"),
+]  # fmt: skip
+_REFERRERS = ["2231^PATEL^ANIL", "3310^LEE^ANA", "4102^MBEKI^THABO", "5120^SCHMIDT^EVA"]
+# An out-of-scope study (the shipped adapter is validated on chest radiographs only).
+CT_HEAD = {
+    "exam": "CT HEAD WITHOUT CONTRAST",
+    "indication": "Sudden severe headache, onset 2 hours ago.",
+    "findings": (
+        "There is a 2.1 cm acute intraparenchymal hemorrhage in the right basal ganglia with "
+        "surrounding edema. Mass effect on the right lateral ventricle with 4 mm leftward "
+        "midline shift. No intraventricular extension. The basal cisterns are patent. No "
+        "calvarial fracture."
+    ),
+    "impression": (
+        "Acute right basal ganglia intraparenchymal hemorrhage with 4 mm leftward midline "
+        "shift. Critical result."
+    ),
+}
 
 
 def load_samples(data_dir: Path, limit: int, *, run_tag: str) -> list[SampleReport]:
-    """The first ``limit`` test-split rows of ``reports.csv`` with findings and impression."""
+    """``limit`` test-split rows of ``reports.csv`` with findings and impression: alternately
+    abnormal and normal (so at least half abnormal when there are enough), and from five
+    samples up one CT head report (out of the adapter's scope) in place of a normal one."""
+    from training.metrics import is_normal_impression
+
     path = data_dir / "reports.csv"
     if not path.is_file():
         raise OSError(f"no reports.csv in {data_dir} (use --data-dir)")
-    samples: list[SampleReport] = []
+    normal: list[SampleReport] = []
+    abnormal: list[SampleReport] = []
     with path.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             if row.get("benchmark_split") != "test":
@@ -100,7 +151,8 @@ def load_samples(data_dir: Path, limit: int, *, run_tag: str) -> list[SampleRepo
             if not findings or not impression:
                 continue
             uid = row["uid"]
-            samples.append(
+            group = normal if is_normal_impression(impression) else abnormal
+            group.append(
                 SampleReport(
                     uid=uid,
                     exam=(row.get("image") or "XR CHEST").strip(),
@@ -110,10 +162,46 @@ def load_samples(data_dir: Path, limit: int, *, run_tag: str) -> list[SampleRepo
                     accession=f"ACC{run_tag}{int(uid):05d}",
                     mrn=f"MRN{900000 + int(uid)}",
                     control_id=f"D{run_tag}{int(uid):05d}",
+                    priority="R" if group is normal else ("S" if len(group) % 3 == 0 else "A"),
+                    referrer=_REFERRERS[int(uid) % len(_REFERRERS)],
                 )
             )
-            if len(samples) >= limit:
+            if len(normal) >= limit and len(abnormal) >= limit:
                 break
+    samples: list[SampleReport] = []
+    while len(samples) < limit and (normal or abnormal):
+        for group in (abnormal, normal):
+            if group and len(samples) < limit:
+                samples.append(group.pop(0))
+    # One fictional person per sample (MORALES is kept for the CT head below).
+    people = [p for p in _PEOPLE if p[0] != "MORALES"]
+    samples = [
+        dataclasses.replace(
+            s, family=people[i % len(people)][0], given=people[i % len(people)][1],
+            birth_date=people[i % len(people)][2], sex=people[i % len(people)][3],
+        )
+        for i, s in enumerate(samples)
+    ]  # fmt: skip
+    if limit >= 5:
+        index = next((i for i, s in enumerate(samples) if s.priority == "R"), len(samples) - 1)
+        samples[index] = SampleReport(
+            uid="99001",
+            exam=CT_HEAD["exam"],
+            indication=CT_HEAD["indication"],
+            findings=CT_HEAD["findings"],
+            impression=CT_HEAD["impression"],
+            accession=f"ACC{run_tag}99001",
+            mrn="MRN999001",
+            control_id=f"D{run_tag}99001",
+            family="MORALES",
+            given="DIEGO",
+            birth_date=date(1966, 9, 17),
+            sex="M",
+            priority="S",
+            modality="CT",
+            procedure_code="70450",
+            referrer="3310^LEE^ANA",
+        )
     return samples
 
 
@@ -127,11 +215,13 @@ def build_oru(sample: SampleReport, *, now: datetime) -> bytes:
     segments = [
         f"MSH|^~\\&|RIS|{_FACILITY}|RADGPT|{_FACILITY}|{ts}||ORU^R01^ORU_R01|"
         f"{sample.control_id}|P|2.5.1",
-        f"PID|1||{sample.mrn}^^^DEMO^MR||DEMO^PATIENT{sample.uid}||19600101|U",
+        f"PID|1||{sample.mrn}^^^DEMO^MR||{esc(sample.family)}^{esc(sample.given)}||"
+        f"{sample.birth_date:%Y%m%d}|{sample.sex}",
         "PV1|1|O",
         f"ORC|RE|ORD{sample.uid}|{sample.accession}",
-        f"OBR|1|ORD{sample.uid}|{sample.accession}|71046^{esc(sample.exam[:60])}^C4|||{ts}|||||"
-        f"||||1234^REFERRER^DEMO||||||{ts}||RAD|P",
+        f"OBR|1|ORD{sample.uid}|{sample.accession}|{sample.procedure_code}^"
+        f"{esc(sample.exam[:60])}^C4|||{ts}|||||||||{sample.referrer}||||||{ts}||"
+        f"{sample.modality}|P||^^^^^{sample.priority}",
     ]
     set_id = 1
     if sample.indication:
@@ -149,36 +239,62 @@ def build_oru(sample: SampleReport, *, now: datetime) -> bytes:
 def build_diagnostic_report(sample: SampleReport, *, now: datetime) -> bytes:
     """A FHIR R4 DiagnosticReport (preliminary) with the findings as text/plain presentedForm."""
     text = f"INDICATION: {sample.indication}\n\nFINDINGS: {sample.findings}\n"
+    accession_identifier = {
+        "type": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]
+        },
+        "system": _ACCESSION_SYSTEM,
+        "value": sample.accession,
+    }
+    referrer = sample.referrer.split("^")
     resource: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": f"demo-{sample.control_id.lower()}",
-        "identifier": [{"system": _REPORT_ID_SYSTEM, "value": sample.control_id}],
-        "basedOn": [
+        "contained": [
             {
-                "type": "ServiceRequest",
-                "identifier": {
-                    "type": {
-                        "coding": [
-                            {
-                                "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                                "code": "ACSN",
-                            }
-                        ]
-                    },
-                    "system": _ACCESSION_SYSTEM,
-                    "value": sample.accession,
-                },
-            }
+                "resourceType": "Patient",
+                "id": "patient",
+                "identifier": [{"system": _MRN_SYSTEM, "value": sample.mrn}],
+                "name": [{"use": "official", "family": sample.family, "given": [sample.given]}],
+                "gender": _GENDER.get(sample.sex, "unknown"),
+                "birthDate": sample.birth_date.isoformat(),
+            },
+            {
+                "resourceType": "ServiceRequest",
+                "id": "order",
+                "identifier": [accession_identifier],
+                "status": "active",
+                "intent": "order",
+                "priority": _FHIR_PRIORITY.get(sample.priority, "routine"),
+                "subject": {"reference": "#patient"},
+                "reasonCode": [{"text": sample.indication}] if sample.indication else [],
+                "requester": {"display": " ".join(reversed(referrer[1:3])).title()},
+            },
         ],
+        "identifier": [{"system": _REPORT_ID_SYSTEM, "value": sample.control_id}],
+        "basedOn": [{"reference": "#order", "type": "ServiceRequest"}],
         "status": "preliminary",
         "category": [
-            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD"}]}
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                        "code": sample.modality,
+                    }
+                ]
+            }
         ],
         "code": {
-            "coding": [{"system": "http://loinc.org", "code": "36643-5", "display": sample.exam}],
+            "coding": [
+                {
+                    "system": "http://loinc.org",
+                    "code": _LOINC_OF_CPT.get(sample.procedure_code, "36643-5"),
+                    "display": sample.exam,
+                }
+            ],
             "text": sample.exam,
         },
-        "subject": {"identifier": {"system": _MRN_SYSTEM, "value": sample.mrn}},
+        "subject": {"reference": "#patient"},
         "effectiveDateTime": now.isoformat(timespec="seconds"),
         "issued": now.isoformat(timespec="seconds"),
         "presentedForm": [
@@ -199,6 +315,7 @@ class DemoOptions:
     engine: str = "model"
     serve_after: bool = False
     work_dir: Path | None = None
+    keep: bool = False
     cache_dir: Path = _REPO / ".radgpt" / "cache"
 
 
@@ -220,6 +337,16 @@ class DemoReport:
             "reference": self.reference,
             "status": self.status,
         }
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where the demo keeps its data (announced at the start; PHI-like, so 0600/0700)."""
+
+    work_dir: Path
+    database: Path
+    dev_key: Path
+    removed_on_exit: bool
 
 
 @dataclass(frozen=True)
@@ -339,10 +466,13 @@ async def run_demo(
     *,
     progress: Callable[[int, int], None] = lambda done, total: None,
     on_ready: Callable[[DemoResult], None] = lambda result: None,
+    on_paths: Callable[[DemoPaths], None] = lambda paths: None,
 ) -> DemoResult:
-    """Run the demo; with ``serve_after`` keep serving until SIGINT/SIGTERM."""
-    from .service import serve
+    """Run the demo; with ``serve_after`` keep serving until SIGINT/SIGTERM.
 
+    A temporary working directory (database and development key) is removed when the demo
+    ends, also on Ctrl-C, unless ``options.keep`` or the caller gave ``work_dir``.
+    """
     data_dir = options.data_dir or default_data_dir()
     run_tag = datetime.now(UTC).strftime("%H%M%S")
     samples = load_samples(data_dir, options.limit, run_tag=run_tag)
@@ -350,6 +480,25 @@ async def run_demo(
         raise ValueError(f"no test-split reports with findings in {data_dir}")
     work_dir = options.work_dir or Path(tempfile.mkdtemp(prefix="radgpt-demo-"))
     work_dir.mkdir(parents=True, exist_ok=True)
+    remove = options.work_dir is None and not options.keep
+    on_paths(DemoPaths(work_dir, work_dir / "radgpt.db", work_dir / "dev-key.pem", remove))
+    try:
+        return await _run_in(options, samples, work_dir, progress=progress, on_ready=on_ready)
+    finally:
+        if remove:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+async def _run_in(
+    options: DemoOptions,
+    samples: list[SampleReport],
+    work_dir: Path,
+    *,
+    progress: Callable[[int, int], None],
+    on_ready: Callable[[DemoResult], None],
+) -> DemoResult:
+    from .service import serve
+
     cache_dir = options.cache_dir
     port = options.port or free_port()
     db_url = f"sqlite+aiosqlite:///{work_dir / 'radgpt.db'}"

@@ -24,14 +24,14 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from html.parser import HTMLParser
 from typing import Any
 
 from pydantic import ValidationError
 
 from .errors import InvalidResourceError, MessageParseError
-from .report import Clinician, Coded, FhirOrigin, RadiologyReport
+from .report import Clinician, Coded, FhirOrigin, PatientDemographics, RadiologyReport
 from .sections import findings_from_text, impression_from_text, normalize_text, split_sections
 
 __all__ = [
@@ -478,6 +478,7 @@ def _report(
         interpreter=interpreter,
         observed_at=observed_at,
         reported_at=_parse_datetime(resource.get("issued")),
+        **_review_context(resource, ctx, patient),
         fhir=FhirOrigin(
             resource_id=resource.get("id"),
             identifiers=identifiers,
@@ -491,6 +492,66 @@ def _report(
             bundle_type=bundle_type,
         ),
     )
+
+
+# --------------------------------------------------------------------------- review context
+
+_PRIORITIES = frozenset({"stat", "asap", "urgent", "routine"})
+_GENDERS = frozenset({"male", "female", "other", "unknown"})
+
+
+def _concept_text(concept: Any) -> str | None:
+    if not isinstance(concept, dict):
+        return None
+    if concept.get("text"):
+        return str(concept["text"])
+    for coding in concept.get("coding") or []:
+        if isinstance(coding, dict) and coding.get("display"):
+            return str(coding["display"])
+    return None
+
+
+def _review_context(
+    resource: JsonObject, ctx: _Context, patient: JsonObject | None
+) -> dict[str, Any]:
+    """Patient demographics (Patient name/birthDate/gender) and, from the ServiceRequest in
+    ``basedOn``, priority, indication (reasonCode) and ordering provider (requester)."""
+    out: dict[str, Any] = {}
+    if patient is not None and patient.get("resourceType") == "Patient":
+        names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
+        name = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
+        given = " ".join(str(g) for g in name.get("given") or [] if g) or None
+        born = None
+        if isinstance(patient.get("birthDate"), str) and len(patient["birthDate"]) == 10:
+            try:
+                born = date.fromisoformat(patient["birthDate"])
+            except ValueError:
+                born = None
+        gender = patient.get("gender") if patient.get("gender") in _GENDERS else None
+        if name or born or gender:
+            out["patient"] = PatientDemographics(
+                family=name.get("family") or None, given=given, birth_date=born, sex=gender
+            )
+    for ref in resource.get("basedOn") or []:
+        request = ctx.resolve(ref, resource) if isinstance(ref, dict) else None
+        if request is None or request.get("resourceType") != "ServiceRequest":
+            continue
+        if request.get("priority") in _PRIORITIES:
+            out["priority"] = request["priority"]
+        reasons = [_concept_text(c) for c in request.get("reasonCode") or []]
+        indication = "; ".join(r for r in reasons if r)
+        if indication:
+            out["indication"] = normalize_text(indication)
+        requester = request.get("requester")
+        if isinstance(requester, dict) and (requester.get("display") or requester.get("reference")):
+            target = requester.get("reference")
+            out["ordering_provider"] = Clinician(
+                id=(requester.get("identifier") or {}).get("value"),
+                family=requester.get("display"),
+                reference=target if isinstance(target, str) else None,
+            )
+        break
+    return out
 
 
 def _document_id(document: JsonObject, raw_text: str) -> str:

@@ -22,14 +22,16 @@ so a laboratory ORU gives ``[]``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 from .errors import MessageParseError, UnsupportedMessageError
 from .hl7_escape import STANDARD_ENCODING, EncodingChars, escape, strip_mllp, unescape
-from .report import Clinician, Coded, Hl7Origin, RadiologyReport
+from .report import Clinician, Coded, Hl7Origin, PatientDemographics, Priority, RadiologyReport
 from .sections import findings_from_text, impression_from_text, normalize_text, split_sections
 
 __all__ = [
@@ -531,7 +533,42 @@ def _report_for(message: Er7Message, group: _Group, version: str) -> RadiologyRe
         observed_at=parse_hl7_datetime(obr.component(7)),
         reported_at=parse_hl7_datetime(obr.component(22)),
         hl7=origin,
+        **_review_context(pid, obr, group.orc),
     )
+
+
+# --------------------------------------------------------------------------- review context
+
+_PRIORITY_0027: dict[str, Priority] = {
+    "S": "stat", "A": "asap", "T": "urgent", "C": "urgent", "P": "urgent", "R": "routine",
+}  # fmt: skip
+_SEX_0001 = {"F": "female", "M": "male", "O": "other", "A": "other", "U": "unknown", "N": "unknown"}
+
+
+def _review_context(pid: Segment, obr: Segment, orc: Segment | None) -> dict[str, Any]:
+    """Patient demographics (PID-5/7/8) and priority for the reviewer.
+
+    Priority: OBR-27.6 (TQ priority), else ORC-7.6, else OBR-5 (deprecated), mapped from
+    table 0027 (``S`` stat, ``A`` asap, ``T``/``C``/``P`` urgent, ``R`` routine).
+    """
+    born = pid.text(7, 1)[:8]
+    birth_date = None
+    if len(born) == 8 and born.isdigit():
+        with contextlib.suppress(ValueError):
+            birth_date = date(int(born[:4]), int(born[4:6]), int(born[6:8]))
+    family, given = pid.text(5, 1), pid.text(5, 2)
+    sex = _SEX_0001.get(pid.text(8, 1).upper())
+    patient = (
+        PatientDemographics(
+            family=family or None, given=given or None, birth_date=birth_date, sex=sex
+        )
+        if family or given or birth_date or sex
+        else None
+    )
+    code = (
+        obr.text(27, 6) or (orc.text(7, 6) if orc is not None else "") or obr.text(5)
+    ).upper()
+    return {"patient": patient, "priority": _PRIORITY_0027.get(code)}
 
 
 def reencode_field(seg: Segment, number: int, target: EncodingChars) -> str:

@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inference.errors import InferenceError
@@ -48,12 +49,13 @@ from inference.types import Draft
 from . import store
 from .audit import AuditEvent
 from .codec import parse_message
-from .db import Database, DraftRecord, InboundMessage, utcnow
+from .db import AuditEntry, Database, DraftRecord, InboundMessage, utcnow
 from .errors import DataRejected, InputError, MessageTooLarge, RadgptError, RetriesExhausted
 from .faults import Fault, classify
 from .group_commit import GroupCommitter
 from .lookups import Known, LookupBatcher
 from .metrics import PipelineMetrics
+from .patient_ids import patient_hint, patient_of
 from .publisher import PublishedOutput, Publisher
 from .report import RadiologyReport
 from .review import record_external_final
@@ -200,7 +202,9 @@ class Processor:
         try:
             reports = parse_message(record.value)
         except InputError as exc:
-            return await self.dead_letter(record, exc, source_key=f"raw|{raw_sha}")
+            return await self.dead_letter(
+                record, exc, source_key=f"raw|{raw_sha}", patient_id=patient_hint(record.value)
+            )
         source_key = source_key_of(reports, raw_sha)
         source_format = reports[0].source_format if reports else None
         plans: list[_Plan] = []
@@ -223,14 +227,16 @@ class Processor:
             if is_retriable(exc):
                 raise
             return await self.dead_letter(
-                record, exc, source_key=source_key, source_format=source_format, existing=existing
-            )
+                record, exc, source_key=source_key, source_format=source_format, existing=existing,
+                patient_id=patient_of(reports),
+            )  # fmt: skip
         try:
             rows = await self._store(record, plans, source_key, source_format, raw_sha, existing)
         except DataRejected as exc:  # e.g. a NUL character PostgreSQL cannot store
             return await self.dead_letter(
-                record, exc, source_key=source_key, source_format=source_format, existing=None
-            )
+                record, exc, source_key=source_key, source_format=source_format, existing=None,
+                patient_id=patient_of(reports),
+            )  # fmt: skip
         to_publish = [p.row for p in plans if p.action == "draft" and p.row is not None]
         to_publish += [
             p.existing
@@ -241,6 +247,7 @@ class Processor:
             and p.existing.status == "pending_review"
         ]
         published = await self._publish(to_publish, record)
+        await self._withdraw_superseded(plans)
         drafted = sum(p.action == "draft" for p in plans)
         return ProcessResult(rows, drafts=drafted, published=published)
 
@@ -252,6 +259,7 @@ class Processor:
         source_key: str | None = None,
         source_format: str | None = None,
         existing: InboundMessage | None = None,
+        patient_id: str | None = None,
     ) -> ProcessResult:
         """Send the original bytes to the dead-letter topic, then record and audit that."""
         raw_sha = hashlib.sha256(record.value).hexdigest()
@@ -294,6 +302,7 @@ class Processor:
                 "dead_lettered",
                 "message",
                 inbound.id,
+                patient_id=patient_id,
                 outcome="failure",
                 details={**headers, "reason": reason[:200]},
             )
@@ -417,6 +426,7 @@ class Processor:
                     "received",
                     "message",
                     inbound.id,
+                    patient_id=patient_of([p.report for p in plans]),
                     details={
                         "source_key": source_key,
                         "topic": record.topic,
@@ -579,6 +589,71 @@ class Processor:
             self.metrics.end_to_end.observe(max(0.0, time.time() - record.timestamp_ms / 1000))
         return len(sent)
 
+    async def _withdraw_superseded(
+        self, plans: Sequence[_Plan], *, accessions: Sequence[str] = ()
+    ) -> None:
+        """Withdraw the published preliminaries of drafts a new report superseded (HL7
+        OBX-11 ``W`` / FHIR ``entered-in-error``) and audit each ``withdrawn``.
+
+        Drafts already withdrawn (a ``withdrawn`` event exists) are skipped, so a redelivery
+        after a Kafka refusal -- which passes the ``accessions`` of its drafts -- sends what
+        is still missing and nothing twice.
+        """
+        ids = sorted({i for p in plans if p.action == "draft" for i in p.superseded})
+        if not ids and not accessions:
+            return
+        async with self._reads, self.database.sessions() as session, store.storage_errors():
+            if accessions:
+                found = await session.execute(
+                    select(DraftRecord.id).where(
+                        DraftRecord.accession.in_(list(accessions)),
+                        DraftRecord.status == "superseded",
+                        DraftRecord.published_at.is_not(None),
+                    )
+                )
+                ids = sorted({*ids, *(str(i) for i in found.scalars().all())})
+            withdrawn = await session.execute(
+                select(AuditEntry.entity_id).where(
+                    AuditEntry.action == "withdrawn", AuditEntry.entity_id.in_(ids)
+                )
+            )
+            skip = set(withdrawn.scalars().all())
+            rows = [await store.find_draft(session, draft_id=i) for i in ids if i not in skip]
+        now = utcnow()
+        done: list[tuple[DraftRecord, list[PublishedOutput]]] = []
+        for row in rows:
+            if row is None or row.published_at is None:
+                continue
+            outputs = await self.publisher.publish_withdrawal(
+                store.report_of(row), row.draft_text, store.provenance_of(row),
+                reason="superseded", withdrawn_at=now,
+            )  # fmt: skip
+            done.append((row, outputs))
+        if not done:
+            return
+
+        def ids_of(outputs: list[PublishedOutput]) -> list[dict[str, Any]]:
+            return [
+                {"format": o.format, "topic": o.topic, "partition": o.partition,
+                 "offset": o.offset, "message_id": o.message_id}
+                for o in outputs
+            ]  # fmt: skip
+
+        async def work(_session: AsyncSession) -> tuple[None, list[AuditEvent]]:
+            return None, [
+                self._event(
+                    "withdrawn",
+                    "draft",
+                    row.id,
+                    accession=row.accession,
+                    patient_id=row.patient_id,
+                    details={"reason": "superseded", "outputs": ids_of(outputs)},
+                )
+                for row, outputs in done
+            ]
+
+        await self.committer.run(work)
+
     async def _redelivered(
         self, existing: InboundMessage, record: InboundRecord, same_delivery: bool
     ) -> ProcessResult:
@@ -587,12 +662,16 @@ class Processor:
             drafts = await store.drafts_for_inbound(session, inbound_id=existing.id)
         unpublished = [d for d in drafts if d.published_at is None and d.status == "pending_review"]
         published = await self._publish(unpublished, record)
+        await self._withdraw_superseded(
+            [], accessions=sorted({d.accession for d in drafts if d.accession})
+        )
 
         async def work(_session: AsyncSession) -> tuple[None, list[AuditEvent]]:
             event = self._event(
                 "duplicate",
                 "message",
                 existing.id,
+                patient_id=next((d.patient_id for d in drafts if d.patient_id), None),
                 details={
                     "reason": "redelivery" if same_delivery else "resent",
                     "topic": record.topic,

@@ -31,8 +31,9 @@ from .errors import PublishError
 from .faults import is_too_large, translate_kafka
 from .fhir_writer import build_final_bundle, build_preliminary_bundle
 from .hl7_writer import build_final_oru, build_preliminary_oru, encode_er7
-from .report import Approval, DraftProvenance, RadiologyReport
+from .report import Approval, Clinician, DraftProvenance, RadiologyReport
 from .settings import FhirSinkSettings, PipelineSettings, TopicSettings
+from .withdrawal import WithdrawalReason, build_withdrawal_bundle, build_withdrawal_oru
 
 __all__ = [
     "FhirSink",
@@ -63,7 +64,7 @@ class PublishedOutput:
     message_id: str
 
 
-def control_id_for(draft_id: str, kind: Literal["P", "F"]) -> str:
+def control_id_for(draft_id: str, kind: Literal["P", "F", "W"]) -> str:
     """The MSH-10 of the answer for a draft: stable, 20 characters (HL7 2.5 ST limit)."""
     return kind + draft_id.replace("-", "")[:19]
 
@@ -268,6 +269,40 @@ class Publisher:
         )
         return await self._publish(
             report, hl7=hl7, bundle=bundle, message_id=message_id or "", status="final"
+        )
+
+    async def publish_withdrawal(
+        self,
+        report: RadiologyReport,
+        impression: str,
+        draft: DraftProvenance,
+        *,
+        reason: WithdrawalReason,
+        withdrawn_at: datetime,
+        withdrawn_by: Clinician | None = None,
+    ) -> list[PublishedOutput]:
+        """Withdraw a published preliminary (HL7 OBR-25 ``I``/OBX-11 ``W``; FHIR
+        ``entered-in-error``) in the formats the preliminary went out in.  MSH-10 is ``W`` +
+        the draft id and the FHIR full URLs are deterministic, so a re-send is identical."""
+        wanted = self.formats(report)
+        message_id = control_id_for(draft.draft_id, "W")
+        hl7 = (
+            build_withdrawal_oru(
+                report, impression, draft, reason=reason, control_id=message_id, now=withdrawn_at
+            )
+            if "hl7" in wanted
+            else None
+        )
+        bundle = (
+            build_withdrawal_bundle(
+                report, impression, draft, reason=reason, withdrawn_by=withdrawn_by,
+                now=withdrawn_at,
+            )
+            if "fhir" in wanted
+            else None
+        )  # fmt: skip
+        return await self._publish(
+            report, hl7=hl7, bundle=bundle, message_id=message_id, status="withdrawn"
         )
 
     async def dead_letter(

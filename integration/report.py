@@ -9,7 +9,7 @@ original identifiers, so a preliminary or final report written back matches the 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,11 +21,15 @@ __all__ = [
     "DraftProvenance",
     "FhirOrigin",
     "Hl7Origin",
+    "PatientDemographics",
+    "Priority",
     "RadiologyReport",
     "SourceFormat",
 ]
 
 SourceFormat = Literal["hl7v2", "fhir-r4"]
+# FHIR ServiceRequest.priority codes; HL7 v2 table 0027 maps onto them (see the readers).
+Priority = Literal["stat", "asap", "urgent", "routine"]
 
 
 class _Frozen(BaseModel):
@@ -52,6 +56,23 @@ class Clinician(_Frozen):
     def display(self) -> str:
         name = " ".join(p for p in (self.given, self.family) if p)
         return name or self.id or self.reference or ""
+
+
+class PatientDemographics(_Frozen):
+    """Who the report is about, as the message names them (HL7 PID-5/7/8, FHIR Patient).
+
+    Shown to the radiologist for the wrong-patient check; never logged or audited.
+    """
+
+    family: str | None = None
+    given: str | None = None
+    birth_date: date | None = None
+    sex: str | None = Field(default=None, description="FHIR gender code: male/female/other/unknown")
+
+    @property
+    def display(self) -> str:
+        family = (self.family or "").upper()
+        return ", ".join(p for p in (family, self.given) if p)
 
 
 class Hl7Origin(_Frozen):
@@ -102,6 +123,11 @@ class RadiologyReport(_Frozen):
     findings: str = ""
     impression: str | None = None
     indication: str | None = None
+    # Study context for the reviewer (filled by the readers' ``_review_context`` helpers).
+    patient: PatientDemographics | None = None
+    priority: Priority | None = Field(
+        default=None, description="OBR-27.6 / OBR-5 (table 0027) or ServiceRequest.priority"
+    )
     ordering_provider: Clinician | None = None
     interpreter: Clinician | None = None
     observed_at: datetime | None = None

@@ -25,23 +25,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, get_args
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, case, cast, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .audit import append_event
-from .db import DraftRecord, utcnow
+from .db import AuditEntry, DraftRecord, utcnow
 from .errors import ConflictError, NotFoundError, PublishError, RenderError, StorageError
-from .report import Approval, Clinician, DraftProvenance, RadiologyReport
+from .report import Approval, Clinician, DraftProvenance, Priority, RadiologyReport
 from .store import provenance_of, report_of
 
 __all__ = [
+    "ATTESTATION",
+    "COMMUNICATION_METHODS",
     "REJECT_CATEGORIES",
+    "Communication",
     "DraftFilters",
     "DraftListPage",
     "ExternalFinalResult",
@@ -49,14 +53,20 @@ __all__ = [
     "RejectCategory",
     "ReviewOutcome",
     "Reviewer",
+    "Withdrawer",
     "approve_draft",
     "classify_external_final",
+    "critical_flag_indexes",
+    "draft_history",
     "get_draft",
     "list_drafts",
     "normalise_text",
+    "prior_drafts",
+    "record_communication",
     "record_external_final",
     "reject_draft",
     "text_sha256",
+    "withdraw_published",
     "word_edit_distance",
 ]
 
@@ -66,6 +76,15 @@ RejectCategory = Literal[
     "inaccurate", "omission", "addition", "laterality", "wrong_patient_or_study", "other"
 ]
 REJECT_CATEGORIES: tuple[str, ...] = get_args(RejectCategory)
+CommunicationMethod = Literal["telephone", "in_person", "secure_message", "page", "other"]
+COMMUNICATION_METHODS: tuple[str, ...] = get_args(CommunicationMethod)
+FlagFilter = Literal["critical", "any", "none"]
+# What the reviewer attests by approving (shown next to Approve, recorded with the approval).
+ATTESTATION = (
+    "I have reviewed this study's findings and the impression, and I take responsibility "
+    "for the signed report."
+)
+_PRIORITY_RANK = {"stat": 0, "asap": 1, "urgent": 2, "routine": 3}
 _RIS_CANCELLED = frozenset({"x", "w", "cancelled", "entered-in-error"})
 
 
@@ -119,7 +138,72 @@ def classify_external_final(
     )
 
 
+def critical_flag_indexes(flags: Sequence[Any] | None) -> list[int]:
+    """Positions of the critical safety flags of a draft (what must be acknowledged)."""
+    return [
+        index
+        for index, flag in enumerate(flags or [])
+        if isinstance(flag, dict) and str(flag.get("severity") or "") == "critical"
+    ]
+
+
+def communication_statement(communications: Sequence[Communication]) -> str:
+    """The sentence(s) appended to a final report's impression (ACR critical results)."""
+    lines = []
+    for c in communications:
+        when = c.communicated_at.astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
+        how = c.method.replace("_", " ")
+        lines.append(
+            f"Critical result communicated to {c.recipient} by {how} on {when} by {c.by}."
+        )
+    return "\n".join(lines)
+
+
+_SIDE_WORDS = re.compile(r"\b(left|right|bilateral|both)\b", re.IGNORECASE)
+
+
+def flag_evidence(text: str, phrase: str | None) -> list[tuple[int, int]]:
+    """Character spans of ``text`` behind a flag: the lexicon mentions of the flagged concept
+    (:func:`inference.safety.find_mentions`), else case-insensitive occurrences of the phrase;
+    then the same without side words, so a laterality conflict shows the finding on the side
+    the text does give."""
+    if not phrase or not text:
+        return []
+    from inference.safety import find_mentions
+
+    mentions = find_mentions(text)
+    lowered = text.lower()
+    for wanted in dict.fromkeys(
+        (phrase.strip().lower(), " ".join(_SIDE_WORDS.sub(" ", phrase).split()).lower())
+    ):
+        if not wanted:
+            continue
+        spans = [
+            (m.start, m.start + len(m.text))
+            for m in mentions
+            if m.concept.lower() == wanted and text[m.start : m.start + len(m.text)] == m.text
+        ]
+        if not spans:
+            start = 0
+            while (found := lowered.find(wanted, start)) >= 0:
+                spans.append((found, found + len(wanted)))
+                start = found + len(wanted)
+        if spans:
+            return spans
+    return []
+
+
 # --- types --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Communication:
+    """A recorded communication of a critical finding (to whom, how, when, by whom)."""
+
+    recipient: str
+    method: str
+    communicated_at: datetime
+    by: str
 
 
 @dataclass(frozen=True)
@@ -133,6 +217,21 @@ class Reviewer:
 
     def clinician(self) -> Clinician:
         return Clinician(id=self.subject, given=self.given_name, family=self.family_name)
+
+
+class Withdrawer(Protocol):
+    """What withdrawing a published preliminary needs from :mod:`integration.publisher`."""
+
+    async def publish_withdrawal(
+        self,
+        report: RadiologyReport,
+        impression: str,
+        draft: DraftProvenance,
+        *,
+        reason: Literal["rejected", "superseded"],
+        withdrawn_at: datetime,
+        withdrawn_by: Clinician | None = None,
+    ) -> Any: ...
 
 
 class FinalPublisher(Protocol):
@@ -175,6 +274,8 @@ class DraftFilters:
     modality: str | None = None
     accession: str | None = None
     max_age_hours: float | None = None
+    priority: Priority | None = None
+    flag: FlagFilter | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +299,16 @@ async def get_draft(session: AsyncSession, draft_id: str) -> DraftRecord:
     return draft
 
 
+def _critical_expr() -> Any:
+    # Portable across SQLite (JSON text) and PostgreSQL (jsonb::text): both render a flag
+    # as {"kind": ..., "severity": "critical", ...} with ": " after keys.
+    return cast(DraftRecord.safety_flags, Text).like('%"severity": "critical"%')
+
+
+def _priority_expr() -> Any:
+    return DraftRecord.report_json["priority"].as_string()
+
+
 async def list_drafts(
     session: AsyncSession,
     filters: DraftFilters,
@@ -206,7 +317,8 @@ async def list_drafts(
     page_size: int = 25,
     now: datetime | None = None,
 ) -> DraftListPage:
-    """Drafts matching ``filters``, oldest pending first (a work queue), paginated."""
+    """Drafts matching ``filters`` as a work queue, paginated: drafts with a critical safety
+    flag first, then by priority (stat, asap, urgent, routine/none), then oldest first."""
     if page < 1 or not 1 <= page_size <= 200:
         raise ValueError("page must be >= 1 and page_size between 1 and 200")
     conditions: list[Any] = []
@@ -219,6 +331,21 @@ async def list_drafts(
     if filters.max_age_hours is not None:
         cutoff = (now or utcnow()) - timedelta(hours=filters.max_age_hours)
         conditions.append(DraftRecord.created_at >= cutoff)
+    if filters.priority:
+        conditions.append(_priority_expr() == filters.priority)
+    if filters.flag == "critical":
+        conditions.append(_critical_expr())
+    elif filters.flag == "any":
+        conditions.append(cast(DraftRecord.safety_flags, Text).like("%severity%"))
+    elif filters.flag == "none":
+        conditions.append(cast(DraftRecord.safety_flags, Text).not_like("%severity%"))
+    priority = _priority_expr()
+    order = (
+        case((_critical_expr(), 0), else_=1),
+        case(*((priority == name, rank) for name, rank in _PRIORITY_RANK.items()), else_=3),
+        DraftRecord.created_at.asc(),
+        DraftRecord.id.asc(),
+    )
     try:
         total = (
             await session.execute(select(func.count(DraftRecord.id)).where(*conditions))
@@ -228,7 +355,7 @@ async def list_drafts(
                 await session.execute(
                     select(DraftRecord)
                     .where(*conditions)
-                    .order_by(DraftRecord.created_at.asc(), DraftRecord.id.asc())
+                    .order_by(*order)
                     .limit(page_size)
                     .offset((page - 1) * page_size)
                 )
@@ -311,8 +438,18 @@ async def approve_draft(
     expected_version: int | None = None,
     publisher: FinalPublisher | None,
     clock: Callable[[], datetime] = utcnow,
+    acknowledged_flags: Sequence[int] = (),
+    attested: bool = False,
+    draft_sha256: str | None = None,
+    impression_sha256: str | None = None,
 ) -> ReviewOutcome:
     """Approve a pending draft, as is or with an edited impression, and publish it final.
+
+    A draft with critical safety flags needs every one acknowledged (``acknowledged_flags``:
+    their positions in ``safety_flags``).  ``draft_sha256`` (the AI draft the reviewer saw)
+    and ``impression_sha256`` (the text the reviewer saw when approving) make the approval
+    refuse, with :class:`ConflictError`, text other than what was reviewed.  Critical-result
+    communications recorded for the draft are appended to the published impression.
 
     Commits on success; on :class:`ConflictError` (lost race) or a publish failure the
     transaction rolls back and nothing changes.
@@ -322,6 +459,19 @@ async def approve_draft(
         final_text = draft.draft_text if impression is None else impression.strip()
         if not final_text:
             raise ValueError("the approved impression must not be empty")
+        critical = critical_flag_indexes(draft.safety_flags)
+        missing = sorted(set(critical) - set(acknowledged_flags))
+        if missing:
+            raise ValueError(
+                f"acknowledge every critical safety flag before approving (flags {missing})"
+            )
+        if draft_sha256 is not None and draft_sha256 != text_sha256(draft.draft_text):
+            raise ConflictError(f"draft {draft_id}: the AI draft is not the one you reviewed")
+        if impression_sha256 is not None and impression_sha256 != text_sha256(final_text):
+            raise ConflictError(
+                f"draft {draft_id}: the text sent is not the text you reviewed; reload it"
+            )
+        communications = await _communications(session, draft.id)
         distance = word_edit_distance(draft.draft_text, final_text)
         status = (
             "approved"
@@ -353,7 +503,12 @@ async def approve_draft(
                 draft_id=draft.id,
             )
             report = report_of(draft)
-            sent = await publisher.publish_final(report, final_text, approval, provenance_of(draft))
+            published_text = final_text
+            if communications:
+                published_text += "\n\n" + communication_statement(communications)
+            sent = await publisher.publish_final(
+                report, published_text, approval, provenance_of(draft)
+            )
             outputs = _output_ids(sent)
         await append_event(
             session,
@@ -373,6 +528,12 @@ async def approve_draft(
                 "published": publisher is not None,
                 "outputs": outputs,
                 "version": draft.version,
+                "acknowledged_flags": [
+                    {"index": i, "kind": str(draft.safety_flags[i].get("kind"))} for i in critical
+                ],
+                "attestation": ATTESTATION if attested else None,
+                "reviewed_sha256": impression_sha256,
+                "communications": len(communications),
             },
         )
         await session.commit()
@@ -395,6 +556,52 @@ async def approve_draft(
     )
 
 
+async def withdraw_published(
+    session: AsyncSession,
+    draft: DraftRecord,
+    *,
+    reason: Literal["rejected", "superseded"],
+    withdrawer: Withdrawer,
+    actor: str,
+    actor_role: str,
+    now: datetime,
+    withdrawn_by: Clinician | None = None,
+) -> list[dict[str, Any]]:
+    """Send the withdrawal of a draft's published preliminary and audit it (``withdrawn``).
+
+    Joins the caller's transaction; a Kafka refusal raises :class:`PublishError` (the caller
+    rolls back).  Drafts whose preliminary was never published need nothing: returns ``[]``.
+    """
+    if draft.published_at is None:
+        return []
+    sent = await withdrawer.publish_withdrawal(
+        report_of(draft),
+        draft.draft_text,
+        provenance_of(draft),
+        reason=reason,
+        withdrawn_at=now,
+        withdrawn_by=withdrawn_by,
+    )
+    outputs = _output_ids(sent)
+    await append_event(
+        session,
+        actor=actor,
+        actor_role=actor_role,
+        action="withdrawn",
+        entity_type="draft",
+        entity_id=draft.id,
+        accession=draft.accession,
+        patient_id=draft.patient_id,
+        details={
+            "reason": reason,
+            "outputs": outputs,
+            "draft_sha256": text_sha256(draft.draft_text),
+        },
+    )
+    log.info("withdrew the preliminary of draft %s (%s)", draft.id, reason)
+    return outputs
+
+
 async def reject_draft(
     session: AsyncSession,
     *,
@@ -404,16 +611,21 @@ async def reject_draft(
     category: RejectCategory = "other",
     expected_version: int | None = None,
     clock: Callable[[], datetime] = utcnow,
+    withdrawer: Withdrawer | None = None,
 ) -> ReviewOutcome:
     """Reject a pending draft; the reason stays on the draft, the audit row gets the category.
 
-    Nothing is published: the radiologist reports the study in the RIS as usual.
+    With ``withdrawer``, a preliminary already published for the draft is withdrawn
+    downstream in the same transaction (HL7 OBX-11 ``W``, FHIR ``entered-in-error``; see
+    :mod:`integration.withdrawal`): if Kafka refuses, nothing changes and the draft stays
+    pending.  The radiologist then reports the study in the RIS as usual.
     """
     reason = reason.strip()
     if not reason:
         raise ValueError("a rejection needs a reason")
     if category not in REJECT_CATEGORIES:
         raise ValueError(f"unknown rejection category {category!r}")
+    withdrew = False
     try:
         draft = await _claim(session, draft_id, expected_version)
         now = clock()
@@ -443,10 +655,23 @@ async def reject_draft(
                 "reason_sha256": text_sha256(reason),
                 "adapter_id": draft.adapter_id,
                 "version": draft.version,
+                "withdraw": withdrawer is not None and draft.published_at is not None,
             },
         )
+        if withdrawer is not None and draft.published_at is not None:
+            withdrew = True
+            await withdraw_published(
+                session,
+                draft,
+                reason="rejected",
+                withdrawer=withdrawer,
+                actor=reviewer.subject,
+                actor_role=reviewer.role,
+                now=now,
+                withdrawn_by=reviewer.clinician(),
+            )
         await session.commit()
-    except (ConflictError, NotFoundError, ValueError):
+    except (ConflictError, NotFoundError, PublishError, RenderError, ValueError):
         await session.rollback()
         raise
     except SQLAlchemyError as exc:
@@ -460,9 +685,131 @@ async def reject_draft(
         edit_distance=None,
         reviewer=reviewer.subject,
         reviewed_at=now,
-        published=False,
+        published=withdrew,
         version=draft.version,
     )
+
+
+async def record_communication(
+    session: AsyncSession,
+    *,
+    draft_id: str,
+    reviewer: Reviewer,
+    recipient: str,
+    method: CommunicationMethod,
+    communicated_at: datetime,
+) -> Communication:
+    """Record that a critical finding of a pending draft was communicated (ACR practice
+    parameter): audited ``communicated``; the approval appends it to the final report."""
+    recipient = " ".join(recipient.split())
+    if not recipient:
+        raise ValueError("say to whom the critical result was communicated")
+    if len(recipient) > 200:
+        raise ValueError("the recipient is at most 200 characters")
+    if method not in COMMUNICATION_METHODS:
+        raise ValueError(f"unknown communication method {method!r}")
+    if communicated_at.tzinfo is None:
+        raise ValueError("the communication time needs a time zone")
+    try:
+        draft = await get_draft(session, draft_id)
+        if draft.status != "pending_review":
+            raise ConflictError(
+                f"draft {draft_id} is {draft.status}: record the communication in the RIS"
+            )
+        await append_event(
+            session,
+            actor=reviewer.subject,
+            actor_role=reviewer.role,
+            action="communicated",
+            entity_type="draft",
+            entity_id=draft.id,
+            accession=draft.accession,
+            patient_id=draft.patient_id,
+            details={
+                "recipient": recipient,
+                "method": method,
+                "communicated_at": communicated_at.isoformat(),
+                "critical_flags": [
+                    str(draft.safety_flags[i].get("kind"))
+                    for i in critical_flag_indexes(draft.safety_flags)
+                ],
+            },
+        )
+        await session.commit()
+    except (ConflictError, NotFoundError, ValueError):
+        await session.rollback()
+        raise
+    except SQLAlchemyError as exc:
+        await session.rollback()
+        raise StorageError(f"recording the communication failed: {type(exc).__name__}") from exc
+    return Communication(recipient, method, communicated_at, reviewer.subject)
+
+
+async def _communications(session: AsyncSession, draft_id: str) -> list[Communication]:
+    rows = (
+        (
+            await session.execute(
+                select(AuditEntry)
+                .where(
+                    AuditEntry.entity_type == "draft",
+                    AuditEntry.entity_id == draft_id,
+                    AuditEntry.action == "communicated",
+                    AuditEntry.outcome == "success",
+                )
+                .order_by(AuditEntry.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    out = []
+    for row in rows:
+        details = row.details or {}
+        out.append(
+            Communication(
+                recipient=str(details.get("recipient")),
+                method=str(details.get("method")),
+                communicated_at=datetime.fromisoformat(str(details.get("communicated_at"))),
+                by=row.actor,
+            )
+        )
+    return out
+
+
+async def draft_history(session: AsyncSession, draft_id: str) -> list[AuditEntry]:
+    """The audit events of a draft, oldest first, without views (the review history)."""
+    try:
+        result = await session.execute(
+            select(AuditEntry)
+            .where(
+                AuditEntry.entity_type == "draft",
+                AuditEntry.entity_id == draft_id,
+                AuditEntry.action != "viewed",
+            )
+            .order_by(AuditEntry.id)
+            .limit(200)
+        )
+    except SQLAlchemyError as exc:
+        raise StorageError(f"history lookup failed: {type(exc).__name__}") from exc
+    return list(result.scalars().all())
+
+
+async def prior_drafts(
+    session: AsyncSession, draft: DraftRecord, *, limit: int = 10
+) -> list[DraftRecord]:
+    """Other stored reports of the same patient, newest first (for comparison)."""
+    if not draft.patient_id:
+        return []
+    try:
+        result = await session.execute(
+            select(DraftRecord)
+            .where(DraftRecord.patient_id == draft.patient_id, DraftRecord.id != draft.id)
+            .order_by(DraftRecord.created_at.desc())
+            .limit(limit)
+        )
+    except SQLAlchemyError as exc:
+        raise StorageError(f"prior report lookup failed: {type(exc).__name__}") from exc
+    return list(result.scalars().all())
 
 
 async def record_external_final(

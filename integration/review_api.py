@@ -10,10 +10,12 @@ route                                 role                   audited as
 ``GET  /api/drafts``                  radiologist, admin     ``listed``
 ``GET  /api/drafts/{id}``             radiologist, admin     ``viewed``
 ``POST /api/drafts/{id}/approve``     radiologist, admin     ``approved`` / ``edited``
-``POST /api/drafts/{id}/reject``      radiologist, admin     ``rejected``
+``POST /api/drafts/{id}/reject``      radiologist, admin     ``rejected`` (+ ``withdrawn``)
+``POST /api/drafts/{id}/communications`` radiologist, admin   ``communicated``
 ``GET  /api/stats``                   any role               (not audited: aggregates)
-``GET  /api/audit``                   compliance, admin      ``queried``
-``GET  /api/audit/export``            compliance, admin      ``exported``
+``POST /api/audit/search``            compliance, admin      ``queried``
+``POST /api/audit/export``            compliance, admin      ``exported``
+``GET  /api/audit``, ``/export``        compliance, admin      (deprecated: filters in the URL)
 ``GET  /api/audit/verify``            compliance, admin      ``verified``
 ====================================  =====================  ======================
 
@@ -30,24 +32,36 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal, cast
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+)
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .audit import (
+    AuditEvent,
     AuditFilters,
     PageRequest,
     append_event,
+    append_events,
     query_events,
     record_verification,
     verify_chain,
 )
 from .audit_export import AuditRow, ExportFormat, to_csv, to_fhir_bundle
 from .auth import Permission, Principal, TokenVerifier, authorize, bearer_token
-from .db import DraftRecord, utcnow
+from .db import AuditEntry, DraftRecord, utcnow
 from .errors import (
     AuthError,
     ConflictError,
@@ -61,16 +75,27 @@ from .faults import db_errors
 from .pages import AI_DRAFT_LABEL, add_page_routes
 from .quality import QualityCollector, load_quality
 from .rate_limit import UnauthenticatedLimiter
+from .report import Priority, RadiologyReport
 from .review import (
+    ATTESTATION,
+    CommunicationMethod,
     DraftFilters,
     FinalPublisher,
+    FlagFilter,
     RejectCategory,
     Reviewer,
+    Withdrawer,
     approve_draft,
+    draft_history,
+    flag_evidence,
     get_draft,
     list_drafts,
+    prior_drafts,
+    record_communication,
     reject_draft,
+    text_sha256,
 )
+from .store import report_of
 
 __all__ = [
     "AI_DRAFT_LABEL",
@@ -97,6 +122,12 @@ class ReviewContext:
     site: str = "radgpt"
     # Per-client limit on unauthenticated requests and their audit rows (None: no limit).
     limiter: UnauthenticatedLimiter | None = None
+    withdrawer: Withdrawer | None = None
+
+    def __post_init__(self) -> None:
+        # The Kafka publisher also withdraws; a bare FinalPublisher (tests) does not.
+        if self.withdrawer is None and hasattr(self.publisher, "publish_withdrawal"):
+            self.withdrawer = cast(Withdrawer, self.publisher)
 
 
 # --- wire models --------------------------------------------------------------------------
@@ -106,11 +137,19 @@ class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class EvidenceSpan(BaseModel):
+    text: Literal["findings", "draft"]
+    start: int
+    end: int
+
+
 class SafetyFlagOut(_Out):
+    index: int = 0
     kind: str
     severity: str = "warning"
     phrase: str | None = None
     detail: str | None = None
+    evidence: list[EvidenceSpan] = Field(default_factory=list)
 
 
 class DraftSummary(_Out):
@@ -122,6 +161,8 @@ class DraftSummary(_Out):
     modality: str | None
     procedure_code: str | None
     procedure_display: str | None
+    patient_name: str | None = None
+    priority: str | None = None
     adapter_id: str | None
     created_at: datetime
     reviewed_at: datetime | None
@@ -146,9 +187,50 @@ class SourceIds(BaseModel):
     message_id: str | None = None
 
 
+class PatientOut(BaseModel):
+    name: str | None
+    birth_date: date | None
+    age_years: int | None
+    sex: str | None
+
+
+class HistoryItem(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    outcome: str
+    detail: str | None = None
+
+
+class PriorReport(BaseModel):
+    id: str
+    accession: str | None
+    procedure: str | None
+    created_at: datetime
+    status: str
+    impression: str
+    reviewed: bool
+
+
+class CommunicationOut(BaseModel):
+    at: datetime
+    recipient: str
+    method: str
+    communicated_at: str
+    by: str
+
+
 class DraftDetail(DraftSummary):
     findings: str
     indication: str | None = None
+    patient: PatientOut | None = None
+    ordering_provider: str | None = None
+    study_time: datetime | None = None
+    draft_sha256: str
+    attestation: str = ATTESTATION
+    history: list[HistoryItem] = Field(default_factory=list)
+    prior_reports: list[PriorReport] = Field(default_factory=list)
+    communications: list[CommunicationOut] = Field(default_factory=list)
     draft_text: str
     final_text: str | None
     edit_distance: int | None
@@ -173,6 +255,61 @@ class ApproveRequest(BaseModel):
     expected_version: int | None = Field(
         default=None, description="Refuse (409) if the draft changed since this version"
     )
+    acknowledged_flags: list[int] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Positions of the critical safety flags the reviewer acknowledged",
+    )
+    attested: bool = Field(default=False, description="The reviewer confirmed the attestation")
+    draft_sha256: str | None = Field(
+        default=None, max_length=64, description="SHA-256 of the AI draft the reviewer saw"
+    )
+    impression_sha256: str | None = Field(
+        default=None,
+        max_length=64,
+        description="SHA-256 of the (whitespace-normalised) text shown when approving",
+    )
+
+
+class CommunicationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: str = Field(min_length=1, max_length=200, description="to whom (name, role)")
+    method: CommunicationMethod
+    communicated_at: datetime = Field(description="when (ISO 8601 with zone)")
+
+
+class AuditSearch(BaseModel):
+    """Audit filters in a request body, so patient ids never appear in URLs or proxy logs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = Field(default=None, max_length=255)
+    action: str | None = Field(default=None, max_length=32)
+    accession: str | None = Field(default=None, max_length=128)
+    patient_id: str | None = Field(default=None, max_length=128)
+    outcome: Literal["success", "failure", "denied"] | None = None
+    entity_id: str | None = Field(default=None, max_length=600)
+    page: int = Field(default=1, ge=1)
+    page_size: int = Field(default=50, ge=1, le=500)
+    format: ExportFormat = "csv"
+    oldest_first: bool | None = Field(
+        default=None, description="Default: oldest first for a patient search, else newest"
+    )
+
+    def filters(self) -> AuditFilters:
+        return AuditFilters(
+            actor=self.actor or None,
+            action=self.action or None,
+            accession=self.accession or None,
+            patient_id=self.patient_id or None,
+            outcome=self.outcome,
+            entity_id=self.entity_id or None,
+            since=_aware(self.since),
+            until=_aware(self.until),
+        )
 
 
 class RejectRequest(BaseModel):
@@ -234,25 +371,47 @@ class QualityOut(BaseModel):
 # --- conversions --------------------------------------------------------------------------
 
 
-def _flags(raw: list[Any] | None) -> list[SafetyFlagOut]:
+def _flags(
+    raw: list[Any] | None, findings: str | None = None, draft_text: str | None = None
+) -> list[SafetyFlagOut]:
     flags: list[SafetyFlagOut] = []
-    for item in raw or []:
+    for index, item in enumerate(raw or []):
         if isinstance(item, dict):
+            phrase = item.get("phrase")
+            evidence = [
+                EvidenceSpan(text=name, start=start, end=end)
+                for name, text in (("findings", findings), ("draft", draft_text))
+                if text
+                for start, end in flag_evidence(text, phrase)
+            ]
             flags.append(
                 SafetyFlagOut(
+                    index=index,
                     kind=str(item.get("kind") or item.get("code") or "flag"),
                     severity=str(item.get("severity") or "warning"),
-                    phrase=item.get("phrase"),
+                    phrase=phrase,
                     detail=item.get("detail") or item.get("message"),
+                    evidence=evidence,
                 )
             )
         else:
-            flags.append(SafetyFlagOut(kind=str(item)))
+            flags.append(SafetyFlagOut(index=index, kind=str(item)))
     return flags
+
+
+def _report_context(draft: DraftRecord) -> RadiologyReport | None:
+    try:
+        return report_of(draft)
+    except ValueError:  # a row written by an older version: show what the columns hold
+        return None
 
 
 def _summary_fields(draft: DraftRecord) -> dict[str, Any]:
     flags = _flags(draft.safety_flags)
+    report = draft.report_json or {}
+    patient = report.get("patient") or {}
+    family, given = patient.get("family"), patient.get("given")
+    name = ", ".join(p for p in ((family or "").upper(), given) if p) or None
     return {
         "id": draft.id,
         "label": AI_DRAFT_LABEL if draft.status == "pending_review" else draft.status,
@@ -262,6 +421,8 @@ def _summary_fields(draft: DraftRecord) -> dict[str, Any]:
         "modality": draft.modality,
         "procedure_code": draft.procedure_code,
         "procedure_display": draft.procedure_display,
+        "patient_name": name,
+        "priority": report.get("priority"),
         "adapter_id": draft.adapter_id,
         "created_at": draft.created_at,
         "reviewed_at": draft.reviewed_at,
@@ -272,18 +433,91 @@ def _summary_fields(draft: DraftRecord) -> dict[str, Any]:
     }
 
 
-def _detail(draft: DraftRecord) -> DraftDetail:
+def _age(born: date | None, at: datetime | None) -> int | None:
+    if born is None:
+        return None
+    on = (at or utcnow()).date()
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def _history_detail(details: dict[str, Any]) -> str | None:
+    parts = []
+    for key in ("category", "reason", "decision", "status", "edit_distance", "method"):
+        if details.get(key) not in (None, ""):
+            parts.append(f"{key.replace('_', ' ')}: {details[key]}")
+    if details.get("outputs"):
+        parts.append(f"{len(details['outputs'])} message(s) sent")
+    return "; ".join(parts) or None
+
+
+def _detail(
+    draft: DraftRecord,
+    history: list[AuditEntry] | None = None,
+    priors: list[DraftRecord] | None = None,
+) -> DraftDetail:
     report = draft.report_json or {}
+    parsed = _report_context(draft)
+    patient = parsed.patient if parsed is not None else None
+    study_time = parsed.observed_at if parsed is not None else None
+    communications = [
+        CommunicationOut(
+            at=e.recorded_at,
+            recipient=str((e.details or {}).get("recipient")),
+            method=str((e.details or {}).get("method")),
+            communicated_at=str((e.details or {}).get("communicated_at")),
+            by=e.actor,
+        )
+        for e in history or []
+        if e.action == "communicated" and e.outcome == "success"
+    ]
     return DraftDetail(
         **_summary_fields(draft),
         findings=draft.findings,
         indication=report.get("indication"),
+        patient=PatientOut(
+            name=patient.display or None,
+            birth_date=patient.birth_date,
+            age_years=_age(patient.birth_date, study_time),
+            sex=patient.sex,
+        )
+        if patient is not None
+        else None,
+        ordering_provider=(
+            parsed.ordering_provider.display
+            if parsed is not None and parsed.ordering_provider
+            else None
+        ),
+        study_time=study_time,
+        draft_sha256=text_sha256(draft.draft_text),
+        history=[
+            HistoryItem(
+                at=e.recorded_at,
+                actor=e.actor,
+                action=e.action,
+                outcome=e.outcome,
+                detail=_history_detail(e.details or {}),
+            )
+            for e in history or []
+        ],
+        prior_reports=[
+            PriorReport(
+                id=p.id,
+                accession=p.accession,
+                procedure=p.procedure_display or p.procedure_code,
+                created_at=p.created_at,
+                status=p.status,
+                impression=p.final_text or p.draft_text,
+                reviewed=p.final_text is not None,
+            )
+            for p in priors or []
+        ],
+        communications=communications,
         draft_text=draft.draft_text,
         final_text=draft.final_text,
         edit_distance=draft.edit_distance,
         reject_reason=draft.reject_reason,
         review_source=draft.review_source,
-        safety_flags=_flags(draft.safety_flags),
+        safety_flags=_flags(draft.safety_flags, draft.findings, draft.draft_text),
         model_id=draft.model_id,
         adapter_version=draft.adapter_version,
         finish_reason=draft.finish_reason,
@@ -485,40 +719,45 @@ def build_review_router(context: ReviewContext) -> APIRouter:
         modality: Annotated[str | None, Query(max_length=32)] = None,
         accession: Annotated[str | None, Query(max_length=128)] = None,
         max_age_hours: Annotated[float | None, Query(gt=0, le=24 * 365)] = None,
+        priority: Annotated[Priority | None, Query()] = None,
+        flag: Annotated[FlagFilter | None, Query()] = None,
         page: Annotated[int, Query(ge=1)] = 1,
         page_size: Annotated[int, Query(ge=1, le=200)] = 25,
     ) -> DraftPage:
         filters = DraftFilters(
-            status=status, modality=modality, accession=accession, max_age_hours=max_age_hours
+            status=status,
+            modality=modality,
+            accession=accession,
+            max_age_hours=max_age_hours,
+            priority=priority,
+            flag=flag,
         )
         with _http_errors():
             async with session() as s:
                 result = await list_drafts(
                     s, filters, page=page, page_size=page_size, now=context.clock()
                 )
-                await append_event(
+                await append_events(
                     s,
-                    actor=principal.subject,
-                    actor_role=principal.primary_role,
-                    action="listed",
-                    entity_type="draft",
-                    entity_id="drafts",
-                    details={
-                        "filters": {
+                    listed_events(
+                        principal,
+                        result.items,
+                        filters={
                             k: v
                             for k, v in {
                                 "status": status,
                                 "modality": modality,
                                 "accession": accession,
                                 "max_age_hours": max_age_hours,
+                                "priority": priority,
+                                "flag": flag,
                             }.items()
                             if v is not None
                         },
-                        "page": page,
-                        "page_size": page_size,
-                        "total": result.total,
-                        "draft_ids": [d.id for d in result.items],
-                    },
+                        page=page,
+                        page_size=page_size,
+                        total=result.total,
+                    ),
                 )
                 await s.commit()
         response.headers.update(_NO_STORE)
@@ -534,7 +773,8 @@ def build_review_router(context: ReviewContext) -> APIRouter:
         with _http_errors():
             async with session() as s:
                 record = await get_draft(s, draft_id)
-                detail = _detail(record)
+                priors = await prior_drafts(s, record)
+                detail = _detail(record, await draft_history(s, record.id), priors)
                 await append_event(
                     s,
                     actor=principal.subject,
@@ -544,7 +784,11 @@ def build_review_router(context: ReviewContext) -> APIRouter:
                     entity_id=record.id,
                     accession=record.accession,
                     patient_id=record.patient_id,
-                    details={"status": record.status, "version": record.version},
+                    details={
+                        "status": record.status,
+                        "version": record.version,
+                        "prior_draft_ids": [p.id for p in priors],
+                    },
                 )
                 await s.commit()
         response.headers.update(_NO_STORE)
@@ -590,6 +834,10 @@ def build_review_router(context: ReviewContext) -> APIRouter:
                         expected_version=request.expected_version,
                         publisher=context.publisher,
                         clock=context.clock,
+                        acknowledged_flags=request.acknowledged_flags,
+                        attested=request.attested,
+                        draft_sha256=request.draft_sha256,
+                        impression_sha256=request.impression_sha256,
                     )
         except HTTPException as exc:
             if exc.status_code in (409, 503, 422):
@@ -616,13 +864,41 @@ def build_review_router(context: ReviewContext) -> APIRouter:
                         category=body.category,
                         expected_version=body.expected_version,
                         clock=context.clock,
+                        withdrawer=context.withdrawer,
                     )
         except HTTPException as exc:
-            if exc.status_code == 409:
+            if exc.status_code in (409, 503):
                 await audit_failed_review(principal, draft_id, "rejected", str(exc.detail))
             raise
         await _refresh_quality(context)
         return ReviewResult(id=outcome.draft_id, **_outcome_fields(outcome))
+
+    @router.post(
+        "/api/drafts/{draft_id}/communications",
+        response_model=CommunicationOut,
+        tags=["review"],
+        responses={404: {}, 409: {"description": "the draft is no longer pending"}},
+    )
+    async def communicate(
+        principal: Reviewing, draft_id: DraftId, body: CommunicationRequest
+    ) -> CommunicationOut:
+        with _http_errors():
+            async with session() as s:
+                done = await record_communication(
+                    s,
+                    draft_id=draft_id,
+                    reviewer=reviewer_of(principal),
+                    recipient=body.recipient,
+                    method=body.method,
+                    communicated_at=_aware(body.communicated_at) or context.clock(),
+                )
+        return CommunicationOut(
+            at=context.clock(),
+            recipient=done.recipient,
+            method=done.method,
+            communicated_at=done.communicated_at.isoformat(),
+            by=done.by,
+        )
 
     @router.get("/api/stats", response_model=list[QualityOut], tags=["review"])
     async def stats(principal: AnyRole) -> list[QualityOut]:
@@ -663,11 +939,16 @@ def build_review_router(context: ReviewContext) -> APIRouter:
         response: Response,
         page: Annotated[int, Query(ge=1)] = 1,
         page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+        newest_first: bool = True,
     ) -> AuditPageOut:
         with _http_errors():
             async with session() as s:
                 result = await query_events(
-                    s, filters, PageRequest(limit=page_size, offset=(page - 1) * page_size)
+                    s,
+                    filters,
+                    PageRequest(
+                        limit=page_size, offset=(page - 1) * page_size, newest_first=newest_first
+                    ),
                 )
                 items = [AuditRow.model_validate(e) for e in result.items]
                 await append_event(
@@ -738,6 +1019,32 @@ def build_review_router(context: ReviewContext) -> APIRouter:
             },
         )
 
+    @router.post("/api/audit/search", response_model=AuditPageOut, tags=["audit"])
+    async def audit_search(
+        principal: Auditing, response: Response, body: Annotated[AuditSearch, Body()]
+    ) -> AuditPageOut:
+        """Search the audit log with the filters in the body (the pages use this)."""
+        oldest_first = body.oldest_first
+        if oldest_first is None:
+            oldest_first = body.patient_id is not None  # a patient's accounting: in order
+        return await audit(
+            principal,
+            body.filters(),
+            response,
+            page=body.page,
+            page_size=body.page_size,
+            newest_first=not oldest_first,
+        )
+
+    @router.post(
+        "/api/audit/export",
+        tags=["audit"],
+        responses={200: {"content": {"text/csv": {}, "application/fhir+json": {}}}},
+    )
+    async def export_post(principal: Auditing, body: Annotated[AuditSearch, Body()]) -> Response:
+        """Export the events matching the filters in the body (CSV or FHIR)."""
+        return await export(principal, body.filters(), format=body.format)
+
     @router.get("/api/audit/verify", response_model=ChainReportOut, tags=["audit"])
     async def verify(principal: Auditing) -> ChainReportOut:
         with _http_errors():
@@ -758,6 +1065,44 @@ def build_review_router(context: ReviewContext) -> APIRouter:
 
     add_page_routes(router)
     return router
+
+
+def listed_events(
+    principal: Principal,
+    items: Any,
+    *,
+    filters: dict[str, Any],
+    page: int,
+    page_size: int,
+    total: int,
+) -> list[AuditEvent]:
+    """The ``listed`` events of one queue page: one per patient shown (with that patient's
+    draft ids), so a query by patient finds every listing of their data; one without a
+    patient when the page shows none."""
+    by_patient: dict[str | None, list[Any]] = {}
+    for draft in items:
+        by_patient.setdefault(draft.patient_id, []).append(draft)
+    groups = list(by_patient.items()) or [(None, [])]
+    return [
+        AuditEvent(
+            actor=principal.subject,
+            actor_role=principal.primary_role,
+            action="listed",
+            entity_type="draft",
+            entity_id="drafts",
+            accession=drafts[0].accession if len(drafts) == 1 else None,
+            patient_id=patient_id,
+            details={
+                "filters": filters,
+                "page": page,
+                "page_size": page_size,
+                "total": total,
+                "draft_ids": [d.id for d in drafts],
+                "patients_on_page": len(by_patient),
+            },
+        )
+        for patient_id, drafts in groups
+    ]
 
 
 def describe_filters(filters: AuditFilters) -> dict[str, Any]:

@@ -50,18 +50,22 @@ def oru(
     modality: str = "CR",
     message_id: str | None = None,
     interpreter: str = "",
+    priority: str = "",
+    version: str = "2.5.1",
 ) -> str:
-    """An HL7 v2.5.1 ORU^R01 radiology report (as a RIS sends it)."""
+    """An HL7 v2.5.1 ORU^R01 radiology report (as a RIS sends it); ``priority`` is the table
+    0027 code put in OBR-27.6 (``S`` stat, ``A`` asap, ``R`` routine)."""
     msg = message_id or uuid.uuid4().hex[:16].upper()
     obx_status = "F" if status in ("F", "C") else status
     segments = [
         "MSH|^~\\&|RIS|ST MARY MED CTR|RADGPT|ST MARY MED CTR|20240512090000||ORU^R01^ORU_R01|"
-        f"{msg}|P|2.5.1",
+        f"{msg}|P|{version}",
         f"PID|1||{mrn}^^^SMMC^MR||HOLLOWAY^DENISE^R||19580322|F",
         "PV1|1|O",
         f"ORC|RE|ORD{accession}|{accession}",
         f"OBR|1|ORD{accession}|{accession}|71046^XR CHEST 2 VIEWS^C4|||20240512081500|||||||||"
-        f"2231^PATEL^ANIL||||||20240512085500||{modality}|{status}|||||||{interpreter}",
+        f"2231^PATEL^ANIL||||||20240512085500||{modality}|{status}||"
+        f"{'^^^^^' + priority if priority else ''}|||||{interpreter}",
         f"OBX|1|TX|18782-3^Radiology Study observation^LN|1|FINDINGS: {findings}||||||{obx_status}",
     ]
     if impression is not None:

@@ -86,6 +86,17 @@ async def test_audit_query_json_and_table(database: Database) -> None:
     assert queried.total == 3
     assert {e.actor_role for e in queried.items} == {"cli"}
     assert any(e.actor == "ann" for e in queried.items)
+    # Beside any --actor claim: the OS user and host that really ran the command.
+    import getpass
+    import socket
+
+    claimed = next(e for e in queried.items if e.actor == "ann")
+    assert claimed.details["actor_claimed"] is True
+    assert claimed.details["os_user"] == getpass.getuser()
+    assert claimed.details["host"] == socket.gethostname()
+    unclaimed = [e for e in queried.items if e.actor != "ann"]
+    assert all(e.details["actor_claimed"] is False for e in unclaimed)
+    assert all(e.actor == f"cli:{getpass.getuser()}" for e in unclaimed)
 
 
 async def test_audit_export_csv_and_fhir(
@@ -100,6 +111,10 @@ async def test_audit_export_csv_and_fhir(
     assert out.returncode == 0, out.stderr
     rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
     assert [r["action"] for r in rows] == ["approved", "edited", "rejected"]
+    assert csv_path.stat().st_mode & 0o777 == 0o600  # exports hold PHI: owner only
+    if database.dialect == "sqlite":
+        db_file = Path(database.engine.url.database or "")
+        assert db_file.stat().st_mode & 0o777 == 0o600
     fhir_path = tmp_path / "audit.json"
     out = radgpt(
         "audit", "export", "-f", "fhir", "-o", str(fhir_path), "--accession", "CLI-1",
@@ -113,6 +128,12 @@ async def test_audit_export_csv_and_fhir(
     async with database.sessions() as session:
         exported = await query_events(session, AuditFilters(action="exported"))
     assert sorted(e.details["format"] for e in exported.items) == ["csv", "fhir"]
+    csv_path.chmod(0o644)  # an existing file is made private again when overwritten
+    again = radgpt(
+        "audit", "export", "--format", "csv", "--out", str(csv_path), "--database-url", url
+    )
+    assert again.returncode == 0, again.stderr
+    assert csv_path.stat().st_mode & 0o777 == 0o600
 
 
 async def _tamper(database: Database, sql: str) -> None:

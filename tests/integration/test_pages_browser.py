@@ -113,6 +113,9 @@ async def test_radiologist_edits_and_approves_with_the_keyboard(
     backend = "pg" if "postgresql" in backend_url else "sqlite"
     await page.screenshot(path=str(SHOTS / f"review-{backend}.png"), full_page=True)
 
+    # A critical flag must be acknowledged before Approve is enabled (scope item 1).
+    await expect(page.locator("#approve")).to_be_disabled()
+    await page.check("#ack-0")
     await page.keyboard.press("e")
     await expect(page.locator("#impression")).to_be_focused()
     await page.keyboard.press("Control+a")

@@ -295,3 +295,56 @@ async def test_ris_cancel_rejects_and_unknown_accession_does_not_match(
     # Already reviewed: a second final for the same accession matches nothing.
     assert (await _ris_final(database, "ACC-R3", "Anything."))[3] is False
     assert (await _ris_final(database, "ACC-NONE", "Anything."))[3] is False
+
+
+class RecordingWithdrawer:
+    """A Withdrawer that records calls (the Kafka path is tested in test_review_browser)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.fail = fail
+
+    async def publish_withdrawal(
+        self, report: RadiologyReport, impression: str, draft: DraftProvenance, **kw: object
+    ) -> list[object]:
+        if self.fail:
+            raise PublishError("broker unavailable")
+        self.calls.append((draft.draft_id, str(kw["reason"])))
+        return []
+
+
+async def test_reject_withdraws_a_published_preliminary_or_changes_nothing(
+    database: Database,
+) -> None:
+    from integration import store
+
+    published = await insert_pending(database)
+    unpublished = await insert_pending(database)
+    async with database.sessions() as session:
+        await store.mark_published(session, draft_ids=[published])
+        await session.commit()
+    broken = RecordingWithdrawer(fail=True)
+    async with database.sessions() as session:
+        with pytest.raises(PublishError):
+            await reject_draft(
+                session, draft_id=published, reviewer=DR, reason="wrong", withdrawer=broken
+            )
+    assert (await _draft(database, published)).status == "pending_review"  # rolled back
+    withdrawer = RecordingWithdrawer()
+    async with database.sessions() as session:
+        outcome = await reject_draft(
+            session, draft_id=published, reviewer=DR, reason="wrong", withdrawer=withdrawer
+        )
+    async with database.sessions() as session:
+        await reject_draft(
+            session, draft_id=unpublished, reviewer=DR, reason="wrong", withdrawer=withdrawer
+        )
+    assert withdrawer.calls == [(published, "rejected")]  # never-published drafts: nothing
+    assert outcome.published and outcome.status == "rejected"
+    async with database.sessions() as session:
+        events = await query_events(session, AuditFilters(entity_id=published))
+        withdrawn = await query_events(session, AuditFilters(action="withdrawn"))
+        assert (await verify_chain(session)).ok
+    assert [e.action for e in events.items][:2] == ["withdrawn", "rejected"]
+    assert withdrawn.total == 1 and withdrawn.items[0].details["reason"] == "rejected"
+    assert withdrawn.items[0].patient_id == "448812"

@@ -467,3 +467,188 @@ async def test_openapi_and_pages(http: httpx.AsyncClient) -> None:
         assert "AI DRAFT — pending radiologist review" in response.text or page == "/audit"
     assert (await http.get("/static/app.js")).status_code == 200
     assert (await http.get("/static/../review.py")).status_code == 404
+
+
+# --- safe sign-off, context, queue order, accounting (issue 13) ------------------------------
+
+
+async def test_critical_flags_must_be_acknowledged_and_text_must_be_what_was_reviewed(
+    http: httpx.AsyncClient, db: Database, tokens: Tokens, kafka: KafkaSettings,
+    topics: TopicSettings,
+) -> None:  # fmt: skip
+    from integration.review import ATTESTATION, text_sha256
+
+    accession = f"CR{uuid.uuid4().hex[:8].upper()}"
+    draft_id = await insert_pending(
+        db, accession=accession, draft_text="Small left pleural effusion.",
+        flags=[FLAG_LATERALITY], mrn="MRN-ACK",
+    )  # fmt: skip
+    dr = tokens.headers("radiologist", "dr-ack")
+    detail = (await http.get(f"/api/drafts/{draft_id}", headers=dr)).json()
+    assert detail["draft_sha256"] == text_sha256("Small left pleural effusion.")
+    assert detail["attestation"] == ATTESTATION
+    assert detail["patient"] == {
+        "name": "HOLLOWAY, DENISE", "birth_date": "1958-03-22", "age_years": 66, "sex": "female",
+    }  # fmt: skip
+    assert detail["ordering_provider"] == "ANIL PATEL"
+    flag = detail["safety_flags"][0]
+    assert flag["index"] == 0
+    findings_spans = [e for e in flag["evidence"] if e["text"] == "findings"]
+    assert findings_spans, flag
+    span = findings_spans[0]
+    assert detail["findings"][span["start"] : span["end"]].lower() == "pleural effusion"
+
+    url = f"/api/drafts/{draft_id}/approve"
+    refused = await http.post(url, json={"impression": "Small right pleural effusion."}, headers=dr)
+    assert refused.status_code == 422 and "acknowledge" in refused.json()["detail"]
+    stale = await http.post(
+        url,
+        json={"acknowledged_flags": [0], "draft_sha256": "0" * 64},
+        headers=dr,
+    )
+    assert stale.status_code == 409
+    mismatch = await http.post(
+        url,
+        json={
+            "impression": "Small right pleural effusion.",
+            "acknowledged_flags": [0],
+            "impression_sha256": text_sha256("Small left pleural effusion."),
+        },
+        headers=dr,
+    )
+    assert mismatch.status_code == 409 and "not the text you reviewed" in mismatch.json()["detail"]
+    row = await _draft_row(db, draft_id)
+    assert row.status == "pending_review"  # nothing was published or changed
+
+    communicated = await http.post(
+        f"/api/drafts/{draft_id}/communications",
+        json={"recipient": "Dr Lee, ED", "method": "telephone",
+              "communicated_at": "2024-05-12T09:05:00+00:00"},
+        headers=dr,
+    )  # fmt: skip
+    assert communicated.status_code == 200, communicated.text
+    bad_method = await http.post(
+        f"/api/drafts/{draft_id}/communications",
+        json={"recipient": "x", "method": "pigeon", "communicated_at": "2024-05-12T09:05:00Z"},
+        headers=dr,
+    )
+    assert bad_method.status_code == 422
+    text = "Small right pleural effusion."
+    ok = await http.post(
+        url,
+        json={
+            "impression": text,
+            "acknowledged_flags": [0],
+            "attested": True,
+            "draft_sha256": detail["draft_sha256"],
+            "impression_sha256": text_sha256(text),
+            "expected_version": detail["version"],
+        },
+        headers=dr,
+    )
+    assert ok.status_code == 200, ok.text
+    event = (await _events(db, entity_id=draft_id, action="edited"))[0]
+    assert event.details["acknowledged_flags"] == [{"index": 0, "kind": "laterality_conflict"}]
+    assert event.details["attestation"] == ATTESTATION and event.details["communications"] == 1
+    comm = (await _events(db, entity_id=draft_id, action="communicated"))[0]
+    assert comm.patient_id == "MRN-ACK" and comm.details["recipient"] == "Dr Lee, ED"
+    final = parse_message((await consume_all(kafka, topics.hl7_out, key=accession.encode()))[0][1])
+    assert final[0].impression is not None
+    assert final[0].impression.startswith("Small right pleural effusion.")
+    assert "Critical result communicated to Dr Lee, ED by telephone" in final[0].impression
+    assert (await _draft_row(db, draft_id)).final_text == text  # the radiologist's own text
+    late = await http.post(
+        f"/api/drafts/{draft_id}/communications",
+        json={"recipient": "Dr Lee", "method": "page", "communicated_at": "2024-05-12T09:05:00Z"},
+        headers=dr,
+    )
+    assert late.status_code == 409
+
+
+async def _draft_row(db: Database, draft_id: str) -> DraftRecord:
+    async with db.sessions() as session:
+        row = await session.get(DraftRecord, draft_id)
+    assert row is not None
+    return row
+
+
+async def test_queue_puts_critical_then_stat_first_and_filters(
+    http: httpx.AsyncClient, db: Database, tokens: Tokens
+) -> None:
+    from review_helpers import report_for
+
+    modality = f"Q{uuid.uuid4().hex[:6].upper()}"
+
+    async def add(priority: str, flags: list[Any]) -> str:
+        accession = f"Q{uuid.uuid4().hex[:9].upper()}"
+        report = report_for(
+            accession, "MRN-Q", "Small right pleural effusion.", modality=modality,
+            priority=priority,
+        )  # fmt: skip
+        return await insert_pending(db, accession=accession, report=report, flags=flags)
+
+    routine = await add("R", [])  # oldest
+    none = await add("", [])
+    stat = await add("S", [])
+    asap = await add("A", [])
+    critical = await add("R", [FLAG_LATERALITY])  # newest, routine, but a critical flag
+    dr = tokens.headers("radiologist", "dr-queue")
+    page = (await http.get("/api/drafts", params={"modality": modality}, headers=dr)).json()
+    assert [d["id"] for d in page["items"]] == [critical, stat, asap, routine, none]
+    assert [d["priority"] for d in page["items"]] == ["routine", "stat", "asap", "routine", None]
+    assert page["items"][0]["patient_name"] == "HOLLOWAY, DENISE"
+    only_stat = await http.get(
+        "/api/drafts", params={"modality": modality, "priority": "stat"}, headers=dr
+    )
+    assert [d["id"] for d in only_stat.json()["items"]] == [stat]
+    flagged = await http.get(
+        "/api/drafts", params={"modality": modality, "flag": "critical"}, headers=dr
+    )
+    assert [d["id"] for d in flagged.json()["items"]] == [critical]
+    unflagged = await http.get(
+        "/api/drafts", params={"modality": modality, "flag": "none"}, headers=dr
+    )
+    assert critical not in {d["id"] for d in unflagged.json()["items"]}
+    assert len(unflagged.json()["items"]) == 4
+
+
+async def test_listed_events_carry_each_patient_and_audit_search_uses_the_body(
+    http: httpx.AsyncClient, db: Database, tokens: Tokens
+) -> None:
+    modality = f"L{uuid.uuid4().hex[:6].upper()}"
+    mrn_a, mrn_b = f"MRN-A{uuid.uuid4().hex[:6]}", f"MRN-B{uuid.uuid4().hex[:6]}"
+    a1 = await insert_pending(db, mrn=mrn_a, modality=modality)
+    a2 = await insert_pending(db, mrn=mrn_a, modality=modality)
+    b1 = await insert_pending(db, mrn=mrn_b, modality=modality)
+    dr = tokens.headers("radiologist", f"dr-list-{modality}")
+    await http.get("/api/drafts", params={"modality": modality}, headers=dr)
+    listed = await _events(db, action="listed", actor=f"dr-list-{modality}")
+    by_patient = {e.patient_id: set(e.details["draft_ids"]) for e in listed}
+    assert by_patient == {mrn_a: {a1, a2}, mrn_b: {b1}}
+    await http.get(f"/api/drafts/{a1}", headers=dr)  # a prior report: a2 is the same patient
+    viewed = (await _events(db, action="viewed", entity_id=a1))[0]
+    assert viewed.details["prior_draft_ids"] == [a2]
+
+    officer = tokens.headers("compliance", "officer-post")
+    search = await http.post(
+        "/api/audit/search", json={"patient_id": mrn_a, "page_size": 50}, headers=officer
+    )
+    assert search.status_code == 200, search.text
+    body = search.json()
+    assert [r["action"] for r in body["items"]] == ["listed", "viewed"]  # oldest first
+    assert {r["patient_id"] for r in body["items"]} == {mrn_a}
+    newest = await http.post(
+        "/api/audit/search", json={"patient_id": mrn_a, "oldest_first": False}, headers=officer
+    )
+    assert [r["action"] for r in newest.json()["items"]] == ["viewed", "listed"]
+    unknown = await http.post("/api/audit/search", json={"patient": mrn_a}, headers=officer)
+    assert unknown.status_code == 422  # no silently ignored filter
+    export = await http.post(
+        "/api/audit/export", json={"patient_id": mrn_a, "format": "csv"}, headers=officer
+    )
+    assert export.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert [r["action"] for r in rows] == ["listed", "viewed"]
+    queried = await _events(db, actor="officer-post", action="queried")
+    assert queried[0].details["filters"]["patient_id"] == mrn_a
+    assert all("patient" not in str(e.details.get("path", "")) for e in queried)

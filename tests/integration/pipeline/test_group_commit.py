@@ -150,3 +150,16 @@ async def test_a_unit_queued_as_the_last_drainer_finishes_is_still_committed(
     async with database.sessions() as session:
         stored = (await session.execute(select(InboundMessage.id))).scalars().all()
     assert sorted(stored) == sorted([first, second])
+
+
+async def test_a_unit_run_right_after_a_commit_is_not_left_waiting(database: Database) -> None:
+    """Back-to-back units (the caller resumed by one commit runs the next at once) commit;
+    a drainer that had just finished, not yet discarded, once left the second one queued."""
+    committer = GroupCommitter(database)
+    ids = []
+    async with asyncio.timeout(10):  # no extra task between the calls (wait_for adds one)
+        for offset in range(5):
+            ids.append(await committer.run(_unit(f"src|b2b{offset}", offset)))
+    async with database.sessions() as session:
+        count = (await session.execute(select(func.count(InboundMessage.id)))).scalar_one()
+    assert count == 5 and len(set(ids)) == 5

@@ -166,7 +166,13 @@ async def test_reports_are_drafted_answered_in_kind_dead_lettered_and_audited(
     )
     await _wait_inbound(migrated, len(messages) + 2)  # the resent one keeps its row
     out2 = await read_outputs(kafka_broker, topics, until=4 + 3 + 4 + 1, settle_s=2.0)
-    assert len(out2.hl7) == 5 and len(out2.fhir) == 3  # only the newer report was answered
+    # The newer report was answered, and the preliminary it superseded withdrawn (issue 13):
+    # 4 + 1 answers and 1 withdrawal on the HL7 topic (the superseded draft came in as HL7).
+    assert len(out2.hl7) == 6 and len(out2.fhir) == 3
+    withdrawals = [m for m in out2.hl7 if m.split(b"\r", 1)[0].split(b"|")[9].startswith(b"W")]
+    assert len(withdrawals) == 1
+    obr = next(x for x in withdrawals[0].decode().split("\r") if x.startswith("OBR|"))
+    assert obr.split("|")[25] == "I" and newer.accession in obr
     async with migrated.sessions() as session:
         drafts = (await session.execute(select(DraftRecord))).scalars().all()
         statuses = Counter((d.accession, d.status) for d in drafts)
@@ -189,6 +195,7 @@ async def test_reports_are_drafted_answered_in_kind_dead_lettered_and_audited(
     assert actions["drafted"] == 8 and actions["published"] == 8
     assert actions["dead_lettered"] == 4 and actions["ris_final"] == 1
     assert actions["skipped"] == 3 and actions["received"] == len(messages) + 2 - 4
+    assert actions["withdrawn"] == 1  # the superseded draft's preliminary
     assert duplicate.items[0].details["reason"] == "resent"
 
     # Probes and metrics over real HTTP.
