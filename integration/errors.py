@@ -4,6 +4,11 @@
 RadgptError                    base; ``retriable`` drives retry vs dead-letter in the workers
 ├── InputError                 the input itself is bad: never retried, dead-lettered (CLI exit 2)
 │   ├── MessageParseError      not parseable as HL7 v2 or FHIR JSON at all
+│   │   ├── TruncatedMessageError  MLLP start without end, or a cut-off last segment
+│   │   ├── CharsetError           bytes that do not decode in the declared MSH-18 charset
+│   │   └── ControlCharacterError  NUL or another control character in the text
+│   ├── MessageTooLargeError   larger than ``pipeline.max_message_bytes``
+│   ├── MissingIdentityError   a report with findings but no accession / business identifier
 │   ├── UnsupportedMessageError  parseable, but a message type/version we do not handle
 │   └── InvalidResourceError   FHIR resource that fails validation (type, required, status)
 ├── RenderError                a write-back could not be built from the report (not retriable)
@@ -20,16 +25,21 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "CharsetError",
     "ConflictError",
+    "ControlCharacterError",
     "ForbiddenError",
     "InputError",
     "InvalidResourceError",
     "MessageParseError",
+    "MessageTooLargeError",
+    "MissingIdentityError",
     "NotFoundError",
     "PublishError",
     "RadgptError",
     "RenderError",
     "StorageError",
+    "TruncatedMessageError",
     "UnsupportedMessageError",
 ]
 
@@ -46,6 +56,26 @@ class InputError(RadgptError):
 
 class MessageParseError(InputError):
     """The bytes are not a parseable HL7 v2 message or FHIR JSON document."""
+
+
+class TruncatedMessageError(MessageParseError):
+    """The message was cut off: MLLP start block without end block, or a partial segment."""
+
+
+class CharsetError(MessageParseError):
+    """The bytes do not decode in the character set the message declares (MSH-18)."""
+
+
+class ControlCharacterError(MessageParseError):
+    """NUL or another control character in the text (never stored; see the mapping doc)."""
+
+
+class MessageTooLargeError(InputError):
+    """The message is larger than the configured limit (``pipeline.max_message_bytes``)."""
+
+
+class MissingIdentityError(InputError):
+    """A report with findings has no usable identity (accession or business identifier)."""
 
 
 class UnsupportedMessageError(InputError):

@@ -124,6 +124,18 @@ class PipelineSettings(BaseModel):
     # Largest inbound message accepted (bytes); larger ones are dead-lettered, and the CLI
     # refuses files over it. Producer limits follow it.
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Identity and character sets of the codecs (docs/hl7-fhir-mapping.md).
+    # FHIR identifier systems that hold accession numbers at this site (untyped identifiers).
+    accession_systems: list[str] = Field(default_factory=list)
+    # HL7 v2 fields searched for the accession, in order (dcm4chee-style sites: OBR-18 first).
+    hl7_accession_fields: list[str] = Field(
+        default_factory=lambda: ["OBR-3", "ORC-3", "OBR-2", "ORC-2", "OBR-18", "OBR-19", "OBR-20"]
+    )
+    # MSH-18 value (or Python codec) used when bytes do not decode in the declared MSH-18;
+    # None: such messages are dead-lettered. A fallback used is recorded on the report.
+    hl7_charset_fallback: str | None = None
+    # MSH-18 of answers to messages that declare none (None: the v2 default, ASCII).
+    hl7_output_charset: str | None = None
 
 
 class FhirSinkSettings(BaseModel):
