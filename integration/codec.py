@@ -42,6 +42,7 @@ class CodecOptions:
             max_bytes=pipeline.max_message_bytes,
         )
 
+
 MessageFormat = Literal["hl7v2", "fhir-r4"]
 
 _HL7_STARTS = (b"MSH", b"FHS", b"BHS")
@@ -61,9 +62,7 @@ def detect_format(raw: bytes | str) -> MessageFormat:
     raise MessageParseError("not an HL7 v2 message (no MSH segment) nor FHIR JSON (no '{')")
 
 
-def parse_message(
-    raw: bytes | str, options: CodecOptions | None = None
-) -> list[RadiologyReport]:
+def parse_message(raw: bytes | str, options: CodecOptions | None = None) -> list[RadiologyReport]:
     """Parse an inbound HL7 v2 ORU^R01 or FHIR R4 DiagnosticReport/Bundle.
 
     Returns one report per OBR group / DiagnosticReport that carries findings (possibly none).

@@ -520,9 +520,7 @@ def _timestamp(
     return parsed
 
 
-def _accession(
-    group: _Group, fields: tuple[str, ...]
-) -> tuple[str | None, str | None]:
+def _accession(group: _Group, fields: tuple[str, ...]) -> tuple[str | None, str | None]:
     """The first non-empty of ``fields`` (``"OBR-3"``, ``"ORC-2"``...): (value, field)."""
     for name in fields:
         seg_id, _, number = name.upper().partition("-")

@@ -161,16 +161,20 @@ def test_preliminary_fields() -> None:
     assert msh.field(9) == "ORU^R01^ORU_R01"
     assert (msh.field(10), msh.field(12)) == ("CTL1", "2.5")
     assert report.hl7 is not None
-    # Patient and order segments written back; only OBR-22/25 change (and set id).
+    # Patient and order segments written back; only OBR-22/25 change (and set id), and
+    # OBR-32/33 are emptied (issue 12: an unverified AI draft names no human interpreter;
+    # this test used to require the inbound OBR-32 to be copied).
     assert rest[0].raw == report.hl7.pid
     assert rest[1].raw == report.hl7.pv1
     assert rest[2].raw == report.hl7.orc
     obr = rest[3]
     original = Er7Message.parse("MSH|^~\\&|\r" + report.hl7.obr).segments[1]
+    assert original.field(32) == "3321&LINDQVIST&ERIK"
     for number in range(2, 33):
-        if number not in (22, 25):
+        if number not in (22, 25, 32):
             assert obr.field(number) == original.field(number), number
     assert (obr.field(22), obr.field(25)) == ("20240501120000+0000", "P")
+    assert obr.field(32) == obr.field(33) == ""
     nte = rest[4]
     assert nte.id == "NTE" and AI_DRAFT_NOTICE in nte.text(3)
     assert DRAFT.model_id in nte.text(3) and DRAFT.adapter_id in nte.text(3)
