@@ -233,11 +233,14 @@ def draft_command(
 
     from .backend import BackendConfig
     from .drafter import Drafter
+    from .errors import BackendUnavailable
     from .model_store import offline_environment
 
     settings = Settings().inference
     base = BackendConfig.from_settings(settings)
-    policy = base.policy if timeout is None else replace(base.policy, timeout_s=timeout)
+    # A check by hand: one retry, not the pipeline's backoff (an absent server fails at once).
+    policy = replace(base.policy, max_retries=min(base.policy.max_retries, 1))
+    policy = policy if timeout is None else replace(policy, timeout_s=timeout)
     config = replace(
         base,
         backend=backend or base.backend,
@@ -261,8 +264,12 @@ def draft_command(
         _quiet_model_loading()
         with offline_environment():
             typer.echo(asyncio.run(run()))
-    else:  # huggingface_hub in offline mode would refuse the model server too
+        return
+    try:  # huggingface_hub in offline mode would refuse the model server too
         typer.echo(asyncio.run(run()))
+    except BackendUnavailable as exc:
+        where = "--url or RADGPT_INFERENCE__URL" if url is None else "--url"
+        raise type(exc)(f"{exc} at {config.url} (set {where})") from exc
 
 
 def register(app: typer.Typer) -> None:
