@@ -201,7 +201,7 @@ def load_json(raw: bytes | str | Mapping[str, Any]) -> JsonObject:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise MessageParseError(
-            f"not valid FHIR JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"not valid FHIR JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from exc
     except UnicodeDecodeError as exc:
         raise MessageParseError(

@@ -54,7 +54,7 @@ def _strings(value: object, path: str) -> Iterable[tuple[str, str]]:
             yield from _strings(item, f"{path}[{index}]")
 
 
-def check_report_text(value: object, where: str = "") -> None:
+def check_report_text(value: object, where: str) -> None:
     """Check every string of a report (or JSON document) with :func:`check_text`."""
-    for path, text in _strings(value, where):
-        check_text(text, path or "the message")
+    for path, text in _strings(value, ""):
+        check_text(text, f"{where} ({path})" if path else where)
