@@ -282,3 +282,36 @@ def test_ack_fields() -> None:
 def test_ack_of_garbage_raises() -> None:
     with pytest.raises(MessageParseError):
         build_ack(b"not hl7", "AR")
+
+
+def test_preliminary_names_no_human_interpreter_final_names_the_approver() -> None:
+    report = _report("oru_v251_epic_single_tx.hl7")
+    assert report.interpreter is not None and report.interpreter.family == "NAKAMURA"
+    er7 = build_preliminary_oru(report, "No acute abnormality.", DRAFT, now=NOW)
+    assert_strict(er7)
+    obr = next(s for s in Er7Message.parse(er7).segments if s.id == "OBR")
+    assert obr.field(32) == "" and "NAKAMURA" not in er7
+    (back,) = parse_oru(er7)
+    assert back.interpreter is None
+    final = build_final_oru(report, "No acute abnormality.", APPROVAL, draft=DRAFT, now=NOW)
+    obr = next(s for s in Er7Message.parse(final).segments if s.id == "OBR")
+    assert obr.field(32) == "RAD4471&Okafor&Ngozi"
+
+
+@pytest.mark.parametrize("name", ORU_FILES)
+def test_write_backs_reparse_with_python_hl7(name: str) -> None:
+    import hl7
+
+    for report in parse_oru((HL7 / name).read_bytes()):
+        for er7 in (
+            build_preliminary_oru(report, TRICKY, DRAFT, now=NOW),
+            build_final_oru(report, TRICKY, APPROVAL, draft=DRAFT, now=NOW),
+        ):
+            message = hl7.parse(er7)
+            ours = Er7Message.parse(er7)
+            assert [str(s[0]) for s in message] == [s.id for s in ours.segments]
+            their_obx = message.segments("OBX")[-1]
+            our_obx = [s for s in ours.segments if s.id == "OBX"][-1]
+            assert str(their_obx[3]).startswith("19005-8^")
+            assert str(their_obx[5]) == our_obx.field(5)
+            assert str(message.segment("PID")[3]) == ours.segments[1].field(3)
