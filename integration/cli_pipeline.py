@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -97,6 +98,8 @@ async def _publish_files(
         if bootstrap_servers
         else "--bootstrap-servers or RADGPT_KAFKA__BOOTSTRAP_SERVERS"
     )
+    # aiokafka logs each failed connection attempt; the CLI reports one line instead.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     producer = make_producer(kafka)
     try:
         try:
