@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Literal
 
-from .errors import MessageParseError, RenderError
+from .errors import CharsetError, MessageParseError, RenderError, TruncatedMessageError
 from .hl7_charsets import answer_charset, codec_for, first_charset
 from .hl7_escape import STANDARD_ENCODING, escape
 from .hl7_reader import Er7Message, Segment, decode_message, split_messages
@@ -463,7 +463,11 @@ def build_final_oru(
 def _inbound_msh(inbound: bytes | str | Er7Message) -> Segment:
     if isinstance(inbound, Er7Message):
         return inbound.msh
-    text, charset = decode_message(inbound)
+    try:
+        text, charset = decode_message(inbound)
+    except (CharsetError, TruncatedMessageError):  # refused input is still acknowledged (AR)
+        raw = inbound if isinstance(inbound, str) else inbound.decode("latin-1")
+        text, charset = raw.strip(" \t\r\n\x00").lstrip("\x0b").split("\x1c")[0], "latin-1"
     messages = split_messages(text)
     if not messages:
         raise MessageParseError("cannot acknowledge an empty message")

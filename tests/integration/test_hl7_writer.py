@@ -315,3 +315,11 @@ def test_write_backs_reparse_with_python_hl7(name: str) -> None:
             assert str(their_obx[3]).startswith("19005-8^")
             assert str(their_obx[5]) == our_obx.field(5)
             assert str(message.segment("PID")[3]) == ours.segments[1].field(3)
+
+
+@pytest.mark.parametrize("name", ["bad_declared_ascii_utf8.hl7", "bad_truncated_mllp.hl7"])
+def test_refused_input_can_still_be_acknowledged(name: str) -> None:
+    ack = build_ack((HL7 / name).read_bytes(), "AR", "refused", control_id="A1", now=NOW)
+    assert_strict(ack)
+    msa = Er7Message.parse(ack).segments[1]
+    assert (msa.field(1), msa.field(2)) == ("AR", "TR-0001")
