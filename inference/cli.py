@@ -8,9 +8,11 @@ Options map to small config dataclasses (:class:`~inference.backend.BackendConfi
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -233,7 +235,6 @@ def draft_command(
 
     from .backend import BackendConfig
     from .drafter import Drafter
-    from .errors import BackendUnavailable
     from .model_store import offline_environment
 
     settings = Settings().inference
@@ -264,12 +265,28 @@ def draft_command(
         _quiet_model_loading()
         with offline_environment():
             typer.echo(asyncio.run(run()))
-        return
-    try:  # huggingface_hub in offline mode would refuse the model server too
+    else:  # huggingface_hub in offline mode would refuse the model server too
         typer.echo(asyncio.run(run()))
-    except BackendUnavailable as exc:
-        where = "--url or RADGPT_INFERENCE__URL" if url is None else "--url"
-        raise type(exc)(f"{exc} at {config.url} (set {where})") from exc
+
+
+def _naming_the_server(command: Callable[..., None]) -> Callable[..., None]:
+    """``draft`` with connection errors that name the model server URL and where to set it."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from integration.settings import Settings
+
+        from .errors import BackendUnavailable
+
+        try:
+            command(*args, **kwargs)
+        except BackendUnavailable as exc:
+            url = kwargs.get("url")
+            where = "--url" if url else "--url or RADGPT_INFERENCE__URL"
+            shown = url or Settings().inference.url
+            raise type(exc)(f"{exc} at {shown} (set {where})") from exc
+
+    return wrapper
 
 
 def register(app: typer.Typer) -> None:
@@ -278,4 +295,4 @@ def register(app: typer.Typer) -> None:
     model_app.command("canary")(canary_command)
     app.add_typer(model_app, name="model")
     app.command("serve-model")(serve_model_command)
-    app.command("draft")(draft_command)
+    app.command("draft")(_naming_the_server(draft_command))
