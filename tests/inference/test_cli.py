@@ -49,7 +49,9 @@ def test_draft_without_a_model_server_names_the_url_and_the_setting() -> None:
         "(set --url or RADGPT_INFERENCE__URL)\n"
     )
     assert time.monotonic() - started < 15
-    result = radgpt("draft", "--findings", "x", "--backend", "tgi", "--no-verify", "--url", url)
+    result = radgpt(
+        "draft", "--findings", "Clear lungs.", "--backend", "tgi", "--no-verify", "--url", url
+    )
     assert result.stderr == (
         f"error: cannot reach the model server: ConnectError at {url} (set --url)\n"
     )

@@ -19,7 +19,8 @@ from integration.settings import Settings
 
 from .conftest import ModelServer, make_settings, publish, read_outputs
 
-GOOD_HL7 = ["oru_v251_8859_2.hl7", "oru_v251_epic_single_tx.hl7"]
+# Chest radiographs: inside the shipped adapter's scope.
+GOOD_HL7 = ["oru_v251_8859_2.hl7", "oru_v251_8859_15.hl7"]
 GOOD_FHIR = ["bundle_accession_on_basedon_only.json", "dr_presentedform_only_plain_identifier.json"]
 POISON = {
     "hl7/bad_truncated_obx.hl7": b"TruncatedMessageError",
@@ -86,10 +87,12 @@ async def test_real_feed_shapes_and_refused_input(
         text, codec = decode_message(raw)
         message = Er7Message.parse(text, codec)
         obr = next(s for s in message.segments if s.id == "OBR")
-        assert obr.field(32) == "" and "NAKAMURA" not in text  # no human interpreter
+        assert obr.field(32) == "" and "NOWAK" not in text  # no human interpreter
         by_charset[message.msh.field(18)] = (raw, text)
     polish_raw, polish = by_charset["8859/2"]  # answered in the sender's set, bytes and label
     assert "MAŁECKI".encode("iso8859-2") in polish_raw and "MAŁECKI^ZBIGNIEW" in polish
+    french_raw, french = by_charset["8859/15"]
+    assert "CŒURDEROY".encode("iso8859-15") in french_raw and "CŒURDEROY^BÉATRICE" in french
 
     async with migrated.sessions() as session:
         for _ in range(100):
@@ -99,7 +102,7 @@ async def test_real_feed_shapes_and_refused_input(
             await asyncio.sleep(0.2)
         drafts = (await session.execute(select(DraftRecord))).scalars().all()
     assert sorted(d.accession for d in drafts) == sorted(
-        ["PL-ACC-2024-0305-17", "EP-ACC-24061101", "RIS-55120-CT", "LK-24-070233"]
+        ["PL-ACC-2024-0305-17", "FR-ACC-240412-55", "RIS-55120-XR", "LK-24-070233"]
     )
     outcomes = sorted(i.outcome for i in inbound)
     assert outcomes == sorted(["drafted"] * 4 + ["dead_lettered"] * len(POISON))
