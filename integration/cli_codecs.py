@@ -41,8 +41,8 @@ _FileArg = Annotated[
 
 
 def read_limited(path: Path, limit: int) -> bytes:
-    """The bytes of ``path``; :class:`MessageTooLargeError` above ``limit`` (reads limit+1)."""
-    from .errors import MessageTooLargeError
+    """The bytes of ``path``; :class:`MessageTooLarge` above ``limit`` (reads limit+1)."""
+    from .errors import MessageTooLarge
 
     try:
         with path.open("rb") as handle:
@@ -52,7 +52,7 @@ def read_limited(path: Path, limit: int) -> bytes:
     except IsADirectoryError as exc:
         raise OSError(f"is a directory: {path}") from exc
     if len(data) > limit:
-        raise MessageTooLargeError(
+        raise MessageTooLarge(
             f"{path.name} is larger than the message size limit of {limit} bytes "
             "(pipeline.max_message_bytes; set RADGPT_PIPELINE__MAX_MESSAGE_BYTES)"
         )

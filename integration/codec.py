@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from .errors import MessageParseError, MessageTooLargeError
+from .errors import MessageParseError, MessageTooLarge
 from .fhir_reader import parse_fhir
 from .hl7_escape import strip_mllp
 from .hl7_reader import DEFAULT_ACCESSION_FIELDS, parse_oru
@@ -71,13 +71,13 @@ def parse_message(raw: bytes | str, options: CodecOptions | None = None) -> list
     characters), :class:`~integration.errors.UnsupportedMessageError`,
     :class:`~integration.errors.InvalidResourceError`,
     :class:`~integration.errors.MissingIdentityError` or
-    :class:`~integration.errors.MessageTooLargeError`.
+    :class:`~integration.errors.MessageTooLarge`.
     """
     options = options or CodecOptions()
     if options.max_bytes is not None:
         size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
         if size > options.max_bytes:
-            raise MessageTooLargeError(
+            raise MessageTooLarge(
                 f"message of {size} bytes is over the limit of {options.max_bytes} bytes "
                 "(pipeline.max_message_bytes)"
             )

@@ -7,7 +7,7 @@ RadgptError                    base; ``retriable`` drives retry vs dead-letter i
 │   │   ├── TruncatedMessageError  MLLP start without end, or a cut-off last segment
 │   │   ├── CharsetError           bytes that do not decode in the declared MSH-18 charset
 │   │   └── ControlCharacterError  NUL or another control character in the text
-│   ├── MessageTooLargeError   larger than ``pipeline.max_message_bytes``
+│   ├── MessageTooLarge        over ``pipeline.max_message_bytes`` (or an output the broker refuses)
 │   ├── MissingIdentityError   a report with findings but no accession / business identifier
 │   ├── UnsupportedMessageError  parseable, but a message type/version we do not handle
 │   └── InvalidResourceError   FHIR resource that fails validation (type, required, status)
@@ -32,7 +32,7 @@ __all__ = [
     "InputError",
     "InvalidResourceError",
     "MessageParseError",
-    "MessageTooLargeError",
+    "MessageTooLarge",
     "MissingIdentityError",
     "NotFoundError",
     "PublishError",
@@ -70,10 +70,6 @@ class ControlCharacterError(MessageParseError):
     """NUL or another control character in the text (never stored; see the mapping doc)."""
 
 
-class MessageTooLargeError(InputError):
-    """The message is larger than the configured limit (``pipeline.max_message_bytes``)."""
-
-
 class MissingIdentityError(InputError):
     """A report with findings has no usable identity (accession or business identifier)."""
 
@@ -84,6 +80,10 @@ class UnsupportedMessageError(InputError):
 
 class InvalidResourceError(InputError):
     """A FHIR resource that does not validate (wrong type, missing element, bad code)."""
+
+
+class MessageTooLarge(InputError):
+    """The message (or an output built from it) is larger than the configured maximum."""
 
 
 class RenderError(RadgptError):

@@ -40,7 +40,7 @@ from pydantic import ValidationError
 from .errors import (
     InvalidResourceError,
     MessageParseError,
-    MessageTooLargeError,
+    MessageTooLarge,
     MissingIdentityError,
 )
 from .hygiene import check_report_text
@@ -624,13 +624,13 @@ def parse_fhir(
     :class:`InvalidResourceError` for a resource that is not a valid R4 DiagnosticReport or
     Bundle (wrong ``resourceType``, missing required elements, status outside the value set).
     ``accession_systems`` are the site's identifier systems of accession numbers; over
-    ``max_bytes`` raises :class:`MessageTooLargeError`.  Control characters anywhere in the
+    ``max_bytes`` raises :class:`MessageTooLarge`.  Control characters anywhere in the
     document raise :class:`~integration.errors.ControlCharacterError`.
     """
     if max_bytes is not None and not isinstance(raw, Mapping):
         size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
         if size > max_bytes:
-            raise MessageTooLargeError(
+            raise MessageTooLarge(
                 f"FHIR document of {size} bytes is over the limit of {max_bytes} bytes"
             )
     document = load_json(raw)

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from .errors import (
     CharsetError,
     MessageParseError,
-    MessageTooLargeError,
+    MessageTooLarge,
     MissingIdentityError,
     TruncatedMessageError,
     UnsupportedMessageError,
@@ -726,11 +726,11 @@ def parse_oru(
     :class:`CharsetError`, :class:`ControlCharacterError`) for input that is not complete,
     decodable ER7, :class:`UnsupportedMessageError` for other message types or versions,
     :class:`MissingIdentityError` for a report without accession and
-    :class:`MessageTooLargeError` above ``max_bytes``.
+    :class:`MessageTooLarge` above ``max_bytes``.
     """
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
     if max_bytes is not None and size > max_bytes:
-        raise MessageTooLargeError(
+        raise MessageTooLarge(
             f"HL7 v2 message of {size} bytes is over the limit of {max_bytes} bytes"
         )
     decoded = _decode(raw, charset_fallback)

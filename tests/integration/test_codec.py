@@ -74,7 +74,7 @@ def test_package_surface() -> None:
 
 def test_codec_options_reach_both_readers() -> None:
     from integration.codec import CodecOptions
-    from integration.errors import MessageTooLargeError, MissingIdentityError
+    from integration.errors import MessageTooLarge, MissingIdentityError
     from integration.settings import PipelineSettings
 
     fhir = (DATA / "fhir" / "dr_two_plain_identifiers.json").read_bytes()
@@ -93,5 +93,5 @@ def test_codec_options_reach_both_readers() -> None:
     assert (report.accession, report.accession_source) == ("ORD-1", "OBR-2")
     assert report.warnings[0].code == "charset_fallback"
     big = (DATA / "hl7" / "oru_v27_no_pv1_orc.hl7").read_bytes() + b"Z" * 4096
-    with pytest.raises(MessageTooLargeError, match=r"pipeline\.max_message_bytes"):
+    with pytest.raises(MessageTooLarge, match=r"pipeline\.max_message_bytes"):
         parse_message(big, options)

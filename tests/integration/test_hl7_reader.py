@@ -347,9 +347,9 @@ def test_escaped_control_character_is_refused() -> None:
 
 
 def test_size_limit() -> None:
-    from integration.errors import MessageTooLargeError
+    from integration.errors import MessageTooLarge
 
     raw = (HL7 / "oru_v27_no_pv1_orc.hl7").read_bytes()
     assert parse_oru(raw, max_bytes=len(raw))
-    with pytest.raises(MessageTooLargeError, match="over the limit"):
+    with pytest.raises(MessageTooLarge, match="over the limit"):
         parse_oru(raw, max_bytes=len(raw) - 1)
