@@ -273,9 +273,7 @@ def export_command(
 
 @audit_app.command("verify")
 def verify_command(database_url: DatabaseUrl = None, actor: Actor = None) -> None:
-    """Walk the hash chain; exit 1 and name the first broken link if the log was altered.
-
-    Exit 2 (and nothing created) when the database does not exist or cannot be read."""
+    """Walk the hash chain; exit 1 and name the first broken link if the log was altered."""
     from .audit import record_verification, verify_chain
 
     who = _actor(actor)

@@ -7,7 +7,6 @@ RadgptError                    base; ``retriable`` drives retry vs dead-letter i
 │   │   ├── TruncatedMessageError  MLLP start without end, or a cut-off last segment
 │   │   ├── CharsetError           bytes that do not decode in the declared MSH-18 charset
 │   │   └── ControlCharacterError  NUL or another control character in the text
-│   ├── MessageTooLarge        over ``pipeline.max_message_bytes`` (or an output the broker refuses)
 │   ├── MissingIdentityError   a report with findings but no accession / business identifier
 │   ├── UnsupportedMessageError  parseable, but a message type/version we do not handle
 │   └── InvalidResourceError   FHIR resource that fails validation (type, required, status)

@@ -115,15 +115,6 @@ class PipelineSettings(BaseModel):
         default_factory=lambda: ["hl7", "fhir"]  # type: ignore[arg-type]
     )
     hl7_preliminary_status: Literal["P", "R"] = "P"
-    retry_backoff_s: float = 1.0
-    retry_backoff_max_s: float = 30.0
-    # Answer in the format the report came in (HL7 in -> HL7 out); False: every output_format.
-    answer_in_kind: bool = True
-    # On shutdown/rebalance, how long in-flight reports may finish before they are released.
-    drain_timeout_s: float = 20.0
-    # Largest inbound message accepted (bytes); larger ones are dead-lettered, and the CLI
-    # refuses files over it. Producer limits follow it.
-    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     # Identity and character sets of the codecs (docs/hl7-fhir-mapping.md).
     # FHIR identifier systems that hold accession numbers at this site (untyped identifiers).
     accession_systems: list[str] = Field(default_factory=list)
@@ -136,6 +127,15 @@ class PipelineSettings(BaseModel):
     hl7_charset_fallback: str | None = None
     # MSH-18 of answers to messages that declare none (None: the v2 default, ASCII).
     hl7_output_charset: str | None = None
+    retry_backoff_s: float = 1.0
+    retry_backoff_max_s: float = 30.0
+    # Answer in the format the report came in (HL7 in -> HL7 out); False: every output_format.
+    answer_in_kind: bool = True
+    # On shutdown/rebalance, how long in-flight reports may finish before they are released.
+    drain_timeout_s: float = 20.0
+    # Largest inbound message accepted (bytes); larger ones are dead-lettered, and the CLI
+    # refuses files over it. Producer limits follow it.
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
 class FhirSinkSettings(BaseModel):
