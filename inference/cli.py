@@ -8,9 +8,11 @@ Options map to small config dataclasses (:class:`~inference.backend.BackendConfi
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -260,7 +262,9 @@ def draft_command(
 
     settings = Settings().inference
     base = BackendConfig.from_settings(settings)
-    policy = base.policy if timeout is None else replace(base.policy, timeout_s=timeout)
+    # A check by hand: one retry, not the pipeline's backoff (an absent server fails at once).
+    policy = replace(base.policy, max_retries=min(base.policy.max_retries, 1))
+    policy = policy if timeout is None else replace(policy, timeout_s=timeout)
     config = replace(
         base,
         backend=backend or base.backend,
@@ -309,10 +313,30 @@ def draft_command(
         raise typer.Exit(3)
 
 
+def _naming_the_server(command: Callable[..., None]) -> Callable[..., None]:
+    """``draft`` with connection errors that name the model server URL and where to set it."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from integration.settings import Settings
+
+        from .errors import BackendUnavailable
+
+        try:
+            command(*args, **kwargs)
+        except BackendUnavailable as exc:
+            url = kwargs.get("url")
+            where = "--url" if url else "--url or RADGPT_INFERENCE__URL"
+            shown = url or Settings().inference.url
+            raise type(exc)(f"{exc} at {shown} (set {where})") from exc
+
+    return wrapper
+
+
 def register(app: typer.Typer) -> None:
     model_app = typer.Typer(help="The embedded base model and adapters.", no_args_is_help=True)
     model_app.command("prepare")(prepare_command)
     model_app.command("canary")(canary_command)
     app.add_typer(model_app, name="model")
     app.command("serve-model")(serve_model_command)
-    app.command("draft")(draft_command)
+    app.command("draft")(_naming_the_server(draft_command))

@@ -8,12 +8,26 @@ core service installs and starts without the ``local``/``train`` extras.
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+from typing import Annotated, Any
 
 import typer
 from typer._click import exceptions as click_exc
 
-__all__ = ["app", "main"]
+__all__ = ["HELP_SETTINGS", "app", "main"]
+
+# Plain (click-style) help: flags show no "<bool>" metavar, and option help is wrapped at
+# the terminal's width (120 columns when the output is not a terminal), never cut.
+HELP_WIDTH = 120
+
+
+def _help_settings() -> dict[str, Any]:
+    width = shutil.get_terminal_size((HELP_WIDTH, 24)).columns if sys.stdout.isatty() else 0
+    return {"max_content_width": max(width, HELP_WIDTH), "terminal_width": width or HELP_WIDTH}
+
+
+HELP_SETTINGS = _help_settings()
 
 app = typer.Typer(
     name="radgpt",
@@ -21,11 +35,31 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings=HELP_SETTINGS,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version as dist_version
+
+        typer.echo(f"radgpt {dist_version('radgpt')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the radgpt version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Draft radiology IMPRESSIONs from HL7 v2 / FHIR R4 reports with a LoRA-tuned model."""
 
 

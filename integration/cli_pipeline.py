@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+
+if TYPE_CHECKING:
+    from .settings import PipelineSettings
 
 __all__ = ["register"]
 
@@ -48,57 +52,117 @@ def _configure_logging(level: str, *, unsafe_payloads: bool = False) -> None:
     configure_logging(level, unsafe_payloads=unsafe_payloads)
 
 
-async def _publish_files(
-    files: list[Path], topic: str, bootstrap_servers: str | None
-) -> list[tuple[str, int, int]]:
-    from .codec import parse_message
+def _checked_payloads(
+    files: list[Path], *, raw: bool, pipeline: PipelineSettings
+) -> list[tuple[str, bytes, bytes | None]]:
+    """Each file read (size-limited) and, unless ``raw``, parsed with the codec first."""
+    from .cli_codecs import read_limited
+    from .codec import CodecOptions, parse_message
     from .errors import InputError
-    from .kafka_client import make_producer
     from .publisher import message_key
-    from .settings import Settings
 
-    kafka = Settings().kafka
-    if bootstrap_servers:
-        kafka = kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})
+    options = CodecOptions.from_settings(pipeline)
     payloads = []
     for path in files:
-        raw = path.read_bytes()
-        try:
-            reports = parse_message(raw)
+        data = read_limited(path, pipeline.max_message_bytes)
+        key = None
+        if not raw:
+            try:
+                reports = parse_message(data, options)
+            except InputError as exc:
+                raise type(exc)(f"{path.name}: {exc} (use --raw to send it unchecked)") from exc
             key = message_key(reports[0]) if reports else None
-        except InputError:  # publishing bad input on purpose (dead-letter tests) is allowed
-            key = None
-        payloads.append((path.name, raw, key))
-    producer = make_producer(kafka)
-    from aiokafka.errors import KafkaError
+        payloads.append((path.name, data, key))
+    return payloads
+
+
+async def _publish_files(
+    payloads: list[tuple[str, bytes, bytes | None]],
+    topic: str,
+    bootstrap_servers: str | None,
+    *,
+    create_topic: bool,
+) -> list[tuple[str, int, int]]:
+    from aiokafka.errors import KafkaConnectionError, KafkaError
 
     from .errors import PublishError
+    from .kafka_client import ensure_topics, make_producer
+    from .settings import Settings
 
+    settings = Settings()
+    kafka = settings.kafka
+    if bootstrap_servers:
+        kafka = kafka.model_copy(update={"bootstrap_servers": bootstrap_servers})
+    where = (
+        "--bootstrap-servers"
+        if bootstrap_servers
+        else "--bootstrap-servers or RADGPT_KAFKA__BOOTSTRAP_SERVERS"
+    )
+    # aiokafka logs each failed connection attempt; the CLI reports one line instead.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    producer = make_producer(kafka)
     try:
-        await producer.start()
+        try:
+            await producer.start()
+        except KafkaConnectionError as exc:
+            raise PublishError(
+                f"cannot connect to Kafka at {kafka.bootstrap_servers} (set {where})"
+            ) from exc
+        metadata = await producer.client.fetch_all_metadata()
+        if topic not in metadata.topics():
+            if not create_topic:
+                raise PublishError(
+                    f"topic {topic!r} does not exist on {kafka.bootstrap_servers} "
+                    "(check the name, or pass --create-topic)"
+                )
+            await ensure_topics(
+                kafka,
+                [topic],
+                partitions=kafka.topics.partitions,
+                replication_factor=kafka.topics.replication_factor,
+            )
         sent = []
         for name, raw, key in payloads:
             meta = await producer.send_and_wait(topic, raw, key=key)
             sent.append((name, int(meta.partition), int(meta.offset)))
         return sent
     except KafkaError as exc:
-        raise PublishError(f"cannot publish to {topic}: {type(exc).__name__}") from exc
+        raise PublishError(
+            f"cannot publish to {topic} at {kafka.bootstrap_servers}: {type(exc).__name__}"
+        ) from exc
     finally:
         await producer.stop()
 
 
 def publish_command(
     files: Annotated[list[Path], typer.Argument(help="message files (HL7 v2 or FHIR JSON)")],
-    topic: Annotated[str, typer.Option(help="topic to publish to")],
+    topic: Annotated[str, typer.Option(help="topic to publish to (must exist)")],
     bootstrap_servers: Annotated[
         str | None, typer.Option(help="Kafka bootstrap servers (default: settings)")
     ] = None,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw", help="send the bytes unchecked (dead-letter replay); the size limit holds"
+        ),
+    ] = False,
+    create_topic: Annotated[
+        bool, typer.Option("--create-topic", help="create the topic if it does not exist")
+    ] = False,
 ) -> None:
-    """Publish message files to a topic (key = accession), e.g. to replay dead letters."""
+    """Publish message files to a topic (key = accession), e.g. to replay dead letters.
+
+    Each file is parsed first, as the pipeline would (exit 2 with the reason if it cannot);
+    files over pipeline.max_message_bytes are refused."""
+    from .settings import Settings
+
     for path in files:
         if not path.is_file():
             raise typer.BadParameter(f"no such file: {path}")
-    sent = asyncio.run(_publish_files(files, topic, bootstrap_servers))
+    payloads = _checked_payloads(files, raw=raw, pipeline=Settings().pipeline)
+    sent = asyncio.run(
+        _publish_files(payloads, topic, bootstrap_servers, create_topic=create_topic)
+    )
     for name, partition, offset in sent:
         typer.echo(f"{name}\t{topic}\t{partition}\t{offset}")
 

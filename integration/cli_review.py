@@ -60,11 +60,33 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
 
 
 def _database_url(database_url: str | None) -> str:
-    if database_url:
-        return database_url
-    from .settings import Settings
+    """The database to read; a SQLite file that does not exist is refused (never created)."""
+    url = database_url
+    if not url:
+        from .settings import Settings
 
-    return Settings().database.url.get_secret_value()
+        url = Settings().database.url.get_secret_value()
+    _require_existing_sqlite(url)
+    return url
+
+
+def _require_existing_sqlite(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError("--database-url is not a SQLAlchemy URL") from exc
+    path = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not path or path == ":memory:":
+        return
+    if path.startswith("file:"):  # URI form: sqlite:///file:...?mode=ro&uri=true
+        path = path[5:].split("?", 1)[0]
+    if not Path(path).is_file():
+        raise OSError(
+            f"no such database file: {path} (check --database-url or RADGPT_DATABASE__URL)"
+        )
 
 
 def _os_user() -> str:

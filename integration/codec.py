@@ -9,15 +9,39 @@ means FHIR R4.  Anything else raises :class:`MessageParseError`.
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
-from .errors import MessageParseError
+from .errors import MessageParseError, MessageTooLarge
 from .fhir_reader import parse_fhir
 from .hl7_escape import strip_mllp
-from .hl7_reader import parse_oru
+from .hl7_reader import DEFAULT_ACCESSION_FIELDS, parse_oru
 from .report import RadiologyReport
 
-__all__ = ["MessageFormat", "detect_format", "parse_message"]
+if TYPE_CHECKING:
+    from .settings import PipelineSettings
+
+__all__ = ["CodecOptions", "MessageFormat", "detect_format", "parse_message"]
+
+
+@dataclass(frozen=True, slots=True)
+class CodecOptions:
+    """Site settings of the readers (from :class:`~integration.settings.PipelineSettings`)."""
+
+    accession_systems: tuple[str, ...] = ()
+    hl7_accession_fields: tuple[str, ...] = DEFAULT_ACCESSION_FIELDS
+    hl7_charset_fallback: str | None = None
+    max_bytes: int | None = None
+
+    @classmethod
+    def from_settings(cls, pipeline: PipelineSettings) -> CodecOptions:
+        return cls(
+            accession_systems=tuple(pipeline.accession_systems),
+            hl7_accession_fields=tuple(pipeline.hl7_accession_fields),
+            hl7_charset_fallback=pipeline.hl7_charset_fallback,
+            max_bytes=pipeline.max_message_bytes,
+        )
+
 
 MessageFormat = Literal["hl7v2", "fhir-r4"]
 
@@ -38,18 +62,33 @@ def detect_format(raw: bytes | str) -> MessageFormat:
     raise MessageParseError("not an HL7 v2 message (no MSH segment) nor FHIR JSON (no '{')")
 
 
-def parse_message(raw: bytes | str) -> list[RadiologyReport]:
+def parse_message(raw: bytes | str, options: CodecOptions | None = None) -> list[RadiologyReport]:
     """Parse an inbound HL7 v2 ORU^R01 or FHIR R4 DiagnosticReport/Bundle.
 
     Returns one report per OBR group / DiagnosticReport that carries findings (possibly none).
-    Raises :class:`~integration.errors.MessageParseError`,
-    :class:`~integration.errors.UnsupportedMessageError` or
-    :class:`~integration.errors.InvalidResourceError` for bad input.
+    Raises an :class:`~integration.errors.InputError` for bad input (never retriable):
+    :class:`~integration.errors.MessageParseError` (truncated, undecodable, control
+    characters), :class:`~integration.errors.UnsupportedMessageError`,
+    :class:`~integration.errors.InvalidResourceError`,
+    :class:`~integration.errors.MissingIdentityError` or
+    :class:`~integration.errors.MessageTooLarge`.
     """
+    options = options or CodecOptions()
+    if options.max_bytes is not None:
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
+        if size > options.max_bytes:
+            raise MessageTooLarge(
+                f"message of {size} bytes is over the limit of {options.max_bytes} bytes "
+                "(pipeline.max_message_bytes)"
+            )
     if detect_format(raw) == "hl7v2":
-        return parse_oru(raw)
+        return parse_oru(
+            raw,
+            charset_fallback=options.hl7_charset_fallback,
+            accession_fields=options.hl7_accession_fields,
+        )
     if isinstance(raw, bytes):
         raw = raw.removeprefix(b"\xef\xbb\xbf")
     else:
         raw = raw.removeprefix("\ufeff")
-    return parse_fhir(raw)
+    return parse_fhir(raw, accession_systems=options.accession_systems)

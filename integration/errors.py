@@ -4,6 +4,10 @@
 RadgptError                    base; ``retriable`` drives retry vs dead-letter in the workers
 ├── InputError                 the input itself is bad: never retried, dead-lettered (CLI exit 2)
 │   ├── MessageParseError      not parseable as HL7 v2 or FHIR JSON at all
+│   │   ├── TruncatedMessageError  MLLP start without end, or a cut-off last segment
+│   │   ├── CharsetError           bytes that do not decode in the declared MSH-18 charset
+│   │   └── ControlCharacterError  NUL or another control character in the text
+│   ├── MissingIdentityError   a report with findings but no accession / business identifier
 │   ├── UnsupportedMessageError  parseable, but a message type/version we do not handle
 │   ├── InvalidResourceError   FHIR resource that fails validation (type, required, status)
 │   └── MessageTooLarge        over ``pipeline.max_message_bytes`` (or an output the broker refuses)
@@ -32,7 +36,9 @@ from __future__ import annotations
 __all__ = [
     "AuthError",
     "BrokerUnavailable",
+    "CharsetError",
     "ConflictError",
+    "ControlCharacterError",
     "DataRejected",
     "DatabaseUnavailable",
     "DuplicateKeyError",
@@ -41,12 +47,14 @@ __all__ = [
     "InvalidResourceError",
     "MessageParseError",
     "MessageTooLarge",
+    "MissingIdentityError",
     "NotFoundError",
     "PublishError",
     "RadgptError",
     "RenderError",
     "RetriesExhausted",
     "StorageError",
+    "TruncatedMessageError",
     "UnsupportedMessageError",
 ]
 
@@ -65,6 +73,22 @@ class InputError(RadgptError):
 
 class MessageParseError(InputError):
     """The bytes are not a parseable HL7 v2 message or FHIR JSON document."""
+
+
+class TruncatedMessageError(MessageParseError):
+    """The message was cut off: MLLP start block without end block, or a partial segment."""
+
+
+class CharsetError(MessageParseError):
+    """The bytes do not decode in the character set the message declares (MSH-18)."""
+
+
+class ControlCharacterError(MessageParseError):
+    """NUL or another control character in the text (never stored; see the mapping doc)."""
+
+
+class MissingIdentityError(InputError):
+    """A report with findings has no usable identity (accession or business identifier)."""
 
 
 class UnsupportedMessageError(InputError):

@@ -11,9 +11,16 @@ Where the text comes from, in order of preference (see docs/hl7-fhir-mapping.md)
   then ``presentedForm`` (text/plain, text/html, application/xhtml; base64), FINDINGS section
   when the text has headings; then the ``text`` narrative;
 * impression: ``conclusion``, then a ``19005-8`` Observation, then the IMPRESSION heading;
-* accession: ``identifier`` with type ``ACSN``, then the ``basedOn`` ServiceRequest identifier.
+* indication: the INDICATION / CLINICAL HISTORY heading of the report text;
+* accession, in order: an ``identifier`` typed ``ACSN`` (v2-0203); an ``identifier`` whose
+  ``system`` is one of the site's accession systems; the ``basedOn`` ServiceRequest's
+  identifier typed ACSN, then FILL (filler), then PLAC (placer), then its sole identifier
+  (contained, in the Bundle, or the logical ``basedOn.identifier``); finally the
+  DiagnosticReport's sole business identifier.  Where it came from is
+  ``RadiologyReport.accession_source``.
 
-A DiagnosticReport without findings text yields no report (``[]``), not an error.
+A DiagnosticReport without findings text yields no report (``[]``), not an error; one with
+findings but no accession raises :class:`MissingIdentityError` (dead-lettered).
 """
 
 from __future__ import annotations
@@ -30,9 +37,29 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import InvalidResourceError, MessageParseError
-from .report import Clinician, Coded, FhirOrigin, PatientDemographics, RadiologyReport
-from .sections import findings_from_text, impression_from_text, normalize_text, split_sections
+from .errors import (
+    InvalidResourceError,
+    MessageParseError,
+    MessageTooLarge,
+    MissingIdentityError,
+)
+from .hygiene import check_report_text
+from .report import (
+    Clinician,
+    Coded,
+    FhirOrigin,
+    ParseWarning,
+    PatientDemographics,
+    RadiologyReport,
+)
+from .sections import (
+    findings_from_text,
+    impression_from_text,
+    normalize_text,
+    sign_off_lines,
+    split_sections,
+    strip_sign_off,
+)
 
 __all__ = [
     "DIAGNOSTIC_REPORT_STATUSES",
@@ -179,7 +206,16 @@ def load_json(raw: bytes | str | Mapping[str, Any]) -> JsonObject:
         return dict(raw)
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except json.JSONDecodeError as exc:
+        raise MessageParseError(
+            f"not valid FHIR JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise MessageParseError(
+            f"not valid FHIR JSON: not UTF-8 (byte 0x{exc.object[exc.start]:02X} at offset "
+            f"{exc.start})"
+        ) from exc
+    except ValueError as exc:
         raise MessageParseError(f"not valid FHIR JSON: {exc.__class__.__name__}") from exc
     if not isinstance(data, dict):
         raise MessageParseError("not a FHIR resource: the JSON document is not an object")
@@ -312,6 +348,45 @@ def _is_accession(identifier: Mapping[str, Any]) -> bool:
     return "ACSN" in _codes(identifier.get("type"))
 
 
+def _typed(identifiers: list[JsonObject], code: str) -> JsonObject | None:
+    for identifier in identifiers:
+        if code in _codes(identifier.get("type")) and identifier.get("value"):
+            return identifier
+    return None
+
+
+def _find_accession(
+    identifiers: list[JsonObject],
+    requests: list[tuple[JsonObject | None, JsonObject]],
+    accession_systems: tuple[str, ...],
+) -> tuple[str | None, str | None, str | None]:
+    """``(value, system, source)`` of the accession, by the documented order."""
+    found = _typed(identifiers, "ACSN")
+    if found is not None:
+        return found.get("value"), found.get("system"), "identifier:ACSN"
+    for identifier in identifiers:
+        if identifier.get("system") in accession_systems and identifier.get("value"):
+            return identifier["value"], identifier["system"], "identifier:system"
+    for request, ref in requests:
+        candidates = [i for i in (request or {}).get("identifier") or [] if isinstance(i, dict)]
+        if request is None and isinstance(ref.get("identifier"), dict):
+            candidates = [ref["identifier"]]
+        for code in ("ACSN", "FILL", "PLAC"):
+            found = _typed(candidates, code)
+            if found is not None:
+                return found.get("value"), found.get("system"), f"basedOn:{code}"
+        for identifier in candidates:
+            if identifier.get("system") in accession_systems and identifier.get("value"):
+                return identifier["value"], identifier["system"], "basedOn:system"
+        valued = [i for i in candidates if i.get("value")]
+        if len(valued) == 1:
+            return valued[0]["value"], valued[0].get("system"), "basedOn:identifier"
+    valued = [i for i in identifiers if i.get("value")]
+    if len(valued) == 1:
+        return valued[0]["value"], valued[0].get("system"), "identifier:sole"
+    return None, None, None
+
+
 def _logical(resource: JsonObject | None, ref: Mapping[str, Any]) -> JsonObject:
     """A reference usable outside this document: urn/contained ones become identifier refs."""
     target = ref.get("reference")
@@ -349,7 +424,13 @@ def _parse_datetime(value: Any) -> datetime | None:
 
 
 def _report(
-    resource: JsonObject, ctx: _Context, *, message_id: str, bundle_type: str | None, where: str
+    resource: JsonObject,
+    ctx: _Context,
+    *,
+    message_id: str,
+    bundle_type: str | None,
+    where: str,
+    accession_systems: tuple[str, ...] = (),
 ) -> RadiologyReport | None:
     _check_report(resource, where)
 
@@ -379,40 +460,51 @@ def _report(
     findings = normalize_text("\n".join(findings_parts))
     if findings:
         sections = split_sections("\n".join(findings_parts))
-        findings = normalize_text(sections.get("findings", sections.get("", findings)))
+        findings = normalize_text(
+            strip_sign_off(sections.get("findings", sections.get("", findings)))
+        )
     if not findings and full_text:
         findings = findings_from_text(full_text)
     if not findings:
         return None
 
-    impression: str | None = normalize_text(str(resource.get("conclusion") or "")) or None
+    conclusion = str(resource.get("conclusion") or "")
+    impression: str | None = normalize_text(strip_sign_off(conclusion)) or None
     if impression is None and impression_parts:
         impression = impression_from_text("\n".join(impression_parts)) or (
-            normalize_text("\n".join(impression_parts)) or None
+            normalize_text(strip_sign_off("\n".join(impression_parts))) or None
         )
     if impression is None and full_text:
         impression = impression_from_text(full_text)
+    indication = None
+    if full_text:
+        sections = split_sections(full_text)
+        indication = normalize_text(sections.get("indication") or sections.get("history") or "")
+    sign_off = [
+        line
+        for text in ("\n".join(findings_parts), "\n".join(impression_parts), conclusion, full_text)
+        for line in sign_off_lines(text)
+    ]
+    sign_off = list(dict.fromkeys(sign_off))
 
     identifiers = [i for i in resource.get("identifier") or [] if isinstance(i, dict)]
-    accession, accession_system = None, None
-    for identifier in identifiers:
-        if _is_accession(identifier):
-            accession, accession_system = _identifier_value(identifier)
-            break
     based_on: list[JsonObject] = []
+    requests: list[tuple[JsonObject | None, JsonObject]] = []
     for ref in resource.get("basedOn") or []:
         if not isinstance(ref, dict):
             continue
         request = ctx.resolve(ref, resource)
-        logical = _logical(request, ref)
-        based_on.append(logical)
-        if accession is None:
-            candidates = [i for i in (request or {}).get("identifier") or [] if isinstance(i, dict)]
-            chosen = [i for i in candidates if _is_accession(i)] or candidates
-            if chosen:
-                accession, accession_system = _identifier_value(chosen[0])
-            elif isinstance(ref.get("identifier"), dict):
-                accession, accession_system = _identifier_value(ref["identifier"])
+        based_on.append(_logical(request, ref))
+        requests.append((request, ref))
+    accession, accession_system, accession_source = _find_accession(
+        identifiers, requests, accession_systems
+    )
+    if accession is None:
+        raise MissingIdentityError(
+            f"DiagnosticReport {where} has findings but no accession: no identifier typed "
+            "ACSN or in a configured accession system, no basedOn ServiceRequest identifier, "
+            "and not exactly one business identifier"
+        )
 
     subject_ref = resource.get("subject") if isinstance(resource.get("subject"), dict) else None
     patient = ctx.resolve(subject_ref, resource) if subject_ref else None
@@ -456,18 +548,38 @@ def _report(
                 modality = coding.get("code")
     effective: JsonObject = {}
     observed_at = None
+    warnings: list[ParseWarning] = []
+    observed_raw: Any = None
     if "effectiveDateTime" in resource:
         effective = {"effectiveDateTime": resource["effectiveDateTime"]}
-        observed_at = _parse_datetime(resource["effectiveDateTime"])
+        observed_raw = resource["effectiveDateTime"]
     elif isinstance(resource.get("effectivePeriod"), dict):
         effective = {"effectivePeriod": resource["effectivePeriod"]}
-        observed_at = _parse_datetime(resource["effectivePeriod"].get("start"))
+        observed_raw = resource["effectivePeriod"].get("start")
+    observed_at = _parse_datetime(observed_raw)
+    if observed_raw and observed_at is None:
+        warnings.append(
+            ParseWarning(
+                code="observed_at_invalid",
+                detail="DiagnosticReport.effective[x] is not a date/time with a day; "
+                "observed_at left empty",
+            )
+        )
+    reported_at = _parse_datetime(resource.get("issued"))
+    if resource.get("issued") and reported_at is None:
+        warnings.append(
+            ParseWarning(
+                code="reported_at_invalid",
+                detail="DiagnosticReport.issued is not an instant; reported_at left empty",
+            )
+        )
 
-    return RadiologyReport(
+    report = RadiologyReport(
         source_format="fhir-r4",
         message_id=message_id,
         source_system=accession_system or "",
         accession=accession,
+        accession_source=accession_source,
         patient_id=patient_id,
         patient_id_system=patient_system,
         procedure=_first_coding(resource.get("code")),
@@ -475,9 +587,12 @@ def _report(
         status=resource.get("status"),
         findings=findings,
         impression=impression,
+        indication=indication or None,
         interpreter=interpreter,
         observed_at=observed_at,
-        reported_at=_parse_datetime(resource.get("issued")),
+        reported_at=reported_at,
+        sign_off=sign_off,
+        warnings=warnings,
         **_review_context(resource, ctx, patient),
         fhir=FhirOrigin(
             resource_id=resource.get("id"),
@@ -492,6 +607,8 @@ def _report(
             bundle_type=bundle_type,
         ),
     )
+    check_report_text(report, f"DiagnosticReport {where}")
+    return report
 
 
 # --------------------------------------------------------------------------- review context
@@ -563,14 +680,29 @@ def _document_id(document: JsonObject, raw_text: str) -> str:
     return "sha256:" + hashlib.sha256(raw_text.encode("utf-8")).hexdigest()[:32]
 
 
-def parse_fhir(raw: bytes | str | Mapping[str, Any]) -> list[RadiologyReport]:
+def parse_fhir(
+    raw: bytes | str | Mapping[str, Any],
+    *,
+    accession_systems: tuple[str, ...] = (),
+    max_bytes: int | None = None,
+) -> list[RadiologyReport]:
     """Parse a FHIR R4 DiagnosticReport or Bundle (JSON) into radiology reports.
 
     Raises :class:`MessageParseError` if the input is not JSON and
     :class:`InvalidResourceError` for a resource that is not a valid R4 DiagnosticReport or
     Bundle (wrong ``resourceType``, missing required elements, status outside the value set).
+    ``accession_systems`` are the site's identifier systems of accession numbers; over
+    ``max_bytes`` raises :class:`MessageTooLarge`.  Control characters anywhere in the
+    document raise :class:`~integration.errors.ControlCharacterError`.
     """
+    if max_bytes is not None and not isinstance(raw, Mapping):
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
+        if size > max_bytes:
+            raise MessageTooLarge(
+                f"FHIR document of {size} bytes is over the limit of {max_bytes} bytes"
+            )
     document = load_json(raw)
+    check_report_text(document, "FHIR JSON")
     resource_type = document.get("resourceType")
     raw_text = (
         raw
@@ -586,6 +718,7 @@ def parse_fhir(raw: bytes | str | Mapping[str, Any]) -> list[RadiologyReport]:
             message_id=message_id,
             bundle_type=None,
             where=f"'{document.get('id') or ''}'".replace("''", "(no id)"),
+            accession_systems=accession_systems,
         )
         return [report] if report is not None else []
     if resource_type != "Bundle":
@@ -611,7 +744,14 @@ def parse_fhir(raw: bytes | str | Mapping[str, Any]) -> list[RadiologyReport]:
         if resource.get("resourceType") != "DiagnosticReport":
             continue
         where = f"in Bundle entry[{index}]"
-        report = _report(resource, ctx, message_id=message_id, bundle_type=bundle_type, where=where)
+        report = _report(
+            resource,
+            ctx,
+            message_id=message_id,
+            bundle_type=bundle_type,
+            where=where,
+            accession_systems=accession_systems,
+        )
         if report is not None:
             reports.append(report)
     return reports

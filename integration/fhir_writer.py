@@ -306,7 +306,8 @@ def build_preliminary_bundle(
     report_url = _urn("DiagnosticReport", accession["system"], accession["value"], draft.draft_id)
     device, device_query = _device(draft)
     device_url = _urn("Device", device["identifier"][0]["value"])
-    provenance_url = _urn("Provenance", draft.draft_id)
+    # One Provenance per report: a Bundle with several reports keeps every one of them.
+    provenance_url = _urn("Provenance", accession["system"], accession["value"], draft.draft_id)
     notice = (
         "AI-generated draft impression pending radiologist review "
         f"(model {draft.model_id}, adapter {draft.adapter_id}"
@@ -420,5 +421,6 @@ def build_final_bundle(
             else "AI-drafted impression verified by a radiologist"
         )
         provenance["reason"] = [{"coding": [dict(AIAST)], "text": text}]
-    entries.append(_entry(_urn("Provenance", key, "final"), provenance, "POST", "Provenance"))
+    provenance_url = _urn("Provenance", accession["system"], accession["value"], key, "final")
+    entries.append(_entry(provenance_url, provenance, "POST", "Provenance"))
     return _bundle(entries)

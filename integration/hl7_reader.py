@@ -29,12 +29,37 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from .errors import MessageParseError, UnsupportedMessageError
+from .errors import (
+    CharsetError,
+    MessageParseError,
+    MessageTooLarge,
+    MissingIdentityError,
+    TruncatedMessageError,
+    UnsupportedMessageError,
+)
+from .hl7_charsets import codec_for, first_charset
 from .hl7_escape import STANDARD_ENCODING, EncodingChars, escape, strip_mllp, unescape
-from .report import Clinician, Coded, Hl7Origin, PatientDemographics, Priority, RadiologyReport
-from .sections import findings_from_text, impression_from_text, normalize_text, split_sections
+from .hygiene import check_report_text, check_text
+from .report import (
+    Clinician,
+    Coded,
+    Hl7Origin,
+    ParseWarning,
+    PatientDemographics,
+    Priority,
+    RadiologyReport,
+)
+from .sections import (
+    findings_from_text,
+    impression_from_text,
+    normalize_text,
+    sign_off_lines,
+    split_sections,
+    strip_sign_off,
+)
 
 __all__ = [
+    "DEFAULT_ACCESSION_FIELDS",
     "SUPPORTED_VERSIONS",
     "Er7Message",
     "Segment",
@@ -87,23 +112,16 @@ _IMAGING_SECTIONS = frozenset(
     }
 )
 
-_CHARSETS = {
-    "ASCII": "ascii",
-    "8859/1": "latin-1",
-    "8859/2": "iso8859-2",
-    "8859/5": "iso8859-5",
-    "8859/7": "iso8859-7",
-    "8859/9": "iso8859-9",
-    "8859/15": "iso8859-15",
-    "UNICODE": "utf-8",
-    "UNICODE UTF-8": "utf-8",
-    "UTF-8": "utf-8",
-    "UNICODE UTF-16": "utf-16",
-    "ISO IR6": "ascii",
-    "ISO IR100": "latin-1",
-    "ISO IR192": "utf-8",
-    "WINDOWS-1252": "cp1252",
-}
+# Where the accession is looked for, in order (docs/hl7-fhir-mapping.md, "Identity").
+DEFAULT_ACCESSION_FIELDS: tuple[str, ...] = (
+    "OBR-3",
+    "ORC-3",
+    "OBR-2",
+    "ORC-2",
+    "OBR-18",
+    "OBR-19",
+    "OBR-20",
+)
 _SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 
@@ -207,38 +225,94 @@ class Er7Message:
         return cls(segments, enc, charset)
 
 
-def _charset_of(head: str) -> str | None:
-    """Python codec named by MSH-18 of the first segment of ``head`` (ASCII-decoded MSH)."""
+def _declared_charset(head: str) -> str:
+    """The MSH-18 value (default set) of the first segment of ``head`` (ASCII-decoded MSH)."""
     if len(head) < 8 or not head.startswith("MSH"):
-        return None
+        return ""
     fields = _SEGMENT_SPLIT.split(head, maxsplit=1)[0].split(head[3])
     if len(fields) < 18:
-        return None
-    declared = fields[17].split(head[4] if len(head) > 4 else "^")[0].strip().upper()
-    if not declared:
-        return None
-    return _CHARSETS.get(declared, "utf-8")
+        return ""
+    component = head[4] if len(head) > 4 else "^"
+    repetition = head[5] if len(head) > 5 else "~"
+    return first_charset(fields[17], component, repetition)
 
 
-def decode_message(raw: bytes | str) -> tuple[str, str]:
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    text: str
+    codec: str
+    terminated: bool  # framed completely, or ends with a segment terminator
+    warnings: tuple[ParseWarning, ...] = ()
+
+
+def _unframe(raw: bytes | str) -> tuple[bytes | str, bool]:
+    """MLLP framing removed; refuses a start block without an end block (cut off)."""
+    if isinstance(raw, bytes):
+        head, start, end, terms = raw.lstrip(b" \t\r\n\x00"), b"\x0b", b"\x1c", (b"\r", b"\n")
+        framed = head.startswith(start)
+        complete = end in head
+        tail_ok = raw.rstrip(b" \t\x00").endswith(terms)
+    else:
+        text = raw.lstrip(" \t\r\n\x00\ufeff")
+        framed = text.startswith("\x0b")
+        complete = "\x1c" in text
+        tail_ok = raw.rstrip(" \t\x00").endswith(("\r", "\n"))
+    if framed and not complete:
+        raise TruncatedMessageError(
+            "truncated HL7 v2 message: MLLP start block (VT) without end block (FS)"
+        )
+    return strip_mllp(raw), (framed and complete) or tail_ok
+
+
+def _decode(raw: bytes | str, charset_fallback: str | None = None) -> _Decoded:
+    stripped, terminated = _unframe(raw)
+    if isinstance(stripped, str):
+        label = _declared_charset(stripped)
+        return _Decoded(stripped, (codec_for(label) if label else None) or "utf-8", terminated)
+    head = stripped[:2048].decode("latin-1")
+    label = _declared_charset(head)
+    if not label:  # the v2 default is ASCII; UTF-8, then Windows-1252, in practice
+        for guess in ("utf-8", "cp1252"):
+            try:
+                return _Decoded(stripped.decode(guess), guess, terminated)
+            except UnicodeDecodeError:
+                continue
+        return _Decoded(stripped.decode("latin-1"), "latin-1", terminated)
+    codec = codec_for(label)
+    if codec is None:
+        raise CharsetError(f"unsupported HL7 v2 character set in MSH-18: {label[:40]!r}")
+    try:
+        return _Decoded(stripped.decode(codec), codec, terminated)
+    except UnicodeDecodeError as exc:
+        reason = (
+            f"HL7 v2 message does not decode as its declared MSH-18 character set {label!r}: "
+            f"byte 0x{stripped[exc.start]:02X} at offset {exc.start}"
+        )
+        fallback = codec_for(charset_fallback) if charset_fallback else None
+        if charset_fallback and fallback is None:
+            fallback = charset_fallback  # a Python codec name
+        if not fallback:
+            raise CharsetError(reason) from exc
+        try:
+            text = stripped.decode(fallback)
+        except (UnicodeDecodeError, LookupError) as second:
+            raise CharsetError(f"{reason}; nor as the fallback {charset_fallback!r}") from second
+        warning = ParseWarning(
+            code="charset_fallback",
+            detail=f"{reason}; decoded as the configured fallback {charset_fallback!r}",
+        )
+        return _Decoded(text, fallback, terminated, (warning,))
+
+
+def decode_message(raw: bytes | str, *, charset_fallback: str | None = None) -> tuple[str, str]:
     """Strip MLLP framing and decode bytes by MSH-18; returns ``(text, python_codec)``.
 
-    Without MSH-18, UTF-8 is tried first and Windows-1252 used if the bytes are not UTF-8.
-    A declared ASCII message that is not ASCII is read as UTF-8 (senders often mislabel).
+    A declared character set must decode (else :class:`CharsetError`, or ``charset_fallback``
+    is used); without MSH-18, UTF-8 is tried first and Windows-1252 used if the bytes are not
+    UTF-8.  MLLP framing that starts without ending raises :class:`TruncatedMessageError`.
     """
-    stripped = strip_mllp(raw)
-    if isinstance(stripped, str):
-        return stripped, _charset_of(stripped) or "utf-8"
-    head = stripped[:2048].decode("latin-1")
-    declared = _charset_of(head)
-    candidates = [declared] if declared and declared != "ascii" else []
-    candidates += ["utf-8", "cp1252", "latin-1"]
-    for codec in dict.fromkeys(candidates):
-        try:
-            return stripped.decode(codec), codec
-        except (UnicodeDecodeError, LookupError):
-            continue
-    raise MessageParseError("HL7 v2 message bytes cannot be decoded")  # pragma: no cover
+    decoded = _decode(raw, charset_fallback)
+    return decoded.text, decoded.codec
 
 
 def split_messages(text: str) -> list[str]:
@@ -422,7 +496,8 @@ def _obx_text(obx: Segment, charset: str) -> str:
             text = _component(rep, 2, 1, enc) or _component(rep, 1, 1, enc)
             parts.append(unescape(text, enc, charset=charset, formatting=False))
         return "\n".join(parts)
-    formatting = value_type == "FT"
+    # FT formatting commands; TX/ST senders use \.br\ too: a line break, never a join.
+    formatting = value_type in _TEXT_TYPES
     lines = raw.split(enc.repetition) if raw else [""]
     return "\n".join(unescape(line, enc, charset=charset, formatting=formatting) for line in lines)
 
@@ -439,7 +514,43 @@ def _strip_heading(text: str, section: str) -> str:
     return sections.get("", text)
 
 
-def _report_for(message: Er7Message, group: _Group, version: str) -> RadiologyReport | None:
+def _timestamp(
+    seg: Segment, number: int, name: str, warnings: list[ParseWarning]
+) -> datetime | None:
+    value = seg.component(number).strip()
+    parsed = parse_hl7_datetime(value)
+    if value and parsed is None:
+        warnings.append(
+            ParseWarning(
+                code=f"{name}_invalid",
+                detail=f"{seg.id}-{number} is not an HL7 date/time ({len(value)} characters); "
+                f"{name} left empty",
+            )
+        )
+    return parsed
+
+
+def _accession(group: _Group, fields: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """The first non-empty of ``fields`` (``"OBR-3"``, ``"ORC-2"``...): (value, field)."""
+    for name in fields:
+        seg_id, _, number = name.upper().partition("-")
+        seg = group.obr if seg_id == "OBR" else group.orc if seg_id == "ORC" else None
+        if seg is None or not number.isdigit():
+            continue
+        value = seg.text(int(number)).strip()
+        if value:
+            return value, name.upper()
+    return None, None
+
+
+def _report_for(
+    message: Er7Message,
+    group: _Group,
+    version: str,
+    *,
+    accession_fields: tuple[str, ...],
+    warnings: tuple[ParseWarning, ...],
+) -> RadiologyReport | None:
     obr = group.obr
     modality = obr.text(24).upper()
     imaging = modality in _IMAGING_SECTIONS or not modality
@@ -459,7 +570,7 @@ def _report_for(message: Er7Message, group: _Group, version: str) -> RadiologyRe
     findings_raw = _join(collected["findings"])
     report_text = _join(collected["report"])
     if findings_raw:
-        findings = normalize_text(_strip_heading(findings_raw, "findings"))
+        findings = normalize_text(strip_sign_off(_strip_heading(findings_raw, "findings")))
     elif report_text:
         findings = findings_from_text(report_text)
     else:
@@ -470,13 +581,17 @@ def _report_for(message: Er7Message, group: _Group, version: str) -> RadiologyRe
     impression_raw = _join(collected["impression"])
     impression: str | None
     if impression_raw:
-        impression = normalize_text(_strip_heading(impression_raw, "impression")) or None
+        impression = (
+            normalize_text(strip_sign_off(_strip_heading(impression_raw, "impression"))) or None
+        )
     else:
         impression = impression_from_text(report_text) if report_text else None
         if impression is None and findings_raw:
             impression = impression_from_text(findings_raw)
             if impression is not None:
-                findings = normalize_text(split_sections(findings_raw).get("findings", findings))
+                findings = normalize_text(
+                    strip_sign_off(split_sections(findings_raw).get("findings", findings))
+                )
 
     indication_raw = _join(collected["indication"])
     indication = normalize_text(indication_raw) if indication_raw else None
@@ -485,19 +600,26 @@ def _report_for(message: Er7Message, group: _Group, version: str) -> RadiologyRe
         indication = normalize_text(sections.get("indication") or sections.get("history") or "")
     if not indication:
         indication = obr.text(31, 2) or obr.text(31, 1) or None
+    sign_off = [
+        line
+        for text in (findings_raw, impression_raw, report_text)
+        for line in sign_off_lines(text)
+    ]
 
     msh = message.msh
     pid = group.pid
     patient_id, patient_system = _patient_id(pid) if pid is not None else (None, None)
-    accession = (
-        obr.text(3)
-        or (group.orc.text(3) if group.orc is not None else "")
-        or obr.text(18)
-        or obr.text(2)
-        or None
-    )
+    accession, accession_source = _accession(group, accession_fields)
     if pid is None:
         raise MessageParseError("ORU^R01 message has an OBR group without a PID segment")
+    if accession is None:
+        raise MissingIdentityError(
+            f"HL7 v2 report {group.index + 1} has findings but no accession "
+            f"(looked in {', '.join(accession_fields)})"
+        )
+    notes = list(warnings)
+    observed_at = _timestamp(obr, 7, "observed_at", notes)
+    reported_at = _timestamp(obr, 22, "reported_at", notes)
     standard = STANDARD_ENCODING
     origin = Hl7Origin(
         sending_application=reencode_field(msh, 3, standard),
@@ -513,12 +635,13 @@ def _report_for(message: Er7Message, group: _Group, version: str) -> RadiologyRe
         obr_index=group.index,
     )
     source = "^".join(p for p in (msh.text(3), msh.text(4)) if p)
-    return RadiologyReport(
+    report = RadiologyReport(
         source_format="hl7v2",
         message_id=msh.text(10),
         hl7_version=version,
         source_system=source,
         accession=accession,
+        accession_source=accession_source,
         patient_id=patient_id,
         patient_id_system=patient_system,
         procedure=_coded(obr, 4),
@@ -530,11 +653,15 @@ def _report_for(message: Er7Message, group: _Group, version: str) -> RadiologyRe
         ordering_provider=_clinician(obr, 16)
         or (_clinician(group.orc, 12) if group.orc is not None else None),
         interpreter=_clinician(obr, 32, ndl=True),
-        observed_at=parse_hl7_datetime(obr.component(7)),
-        reported_at=parse_hl7_datetime(obr.component(22)),
+        observed_at=observed_at,
+        reported_at=reported_at,
+        sign_off=sign_off,
+        warnings=notes,
         hl7=origin,
         **_review_context(pid, obr, group.orc),
     )
+    check_report_text(report, f"HL7 v2 report {group.index + 1}")
+    return report
 
 
 # --------------------------------------------------------------------------- review context
@@ -616,21 +743,62 @@ def _check_header(message: Er7Message) -> str:
     return version
 
 
-def parse_oru(raw: bytes | str) -> list[RadiologyReport]:
+def _check_complete(message: Er7Message, terminated: bool) -> None:
+    """Refuse a message cut off in its last segment, or one without any OBR."""
+    if not any(seg.id == "OBR" for seg in message.segments):
+        raise TruncatedMessageError(
+            "truncated or incomplete ORU^R01 message: no OBR segment after MSH"
+        )
+    last = message.segments[-1]
+    required = {"OBX": 11, "OBR": 4}.get(last.id)
+    if not terminated and required is not None and len(last.fields) <= required:
+        raise TruncatedMessageError(
+            f"truncated HL7 v2 message: the last segment ({last.id}, segment "
+            f"{len(message.segments)}) ends before {last.id}-{required} and has no terminator"
+        )
+
+
+def parse_oru(
+    raw: bytes | str,
+    *,
+    charset_fallback: str | None = None,
+    accession_fields: tuple[str, ...] = DEFAULT_ACCESSION_FIELDS,
+    max_bytes: int | None = None,
+) -> list[RadiologyReport]:
     """Parse one HL7 v2 ORU^R01 message (or a batch) into its radiology reports.
 
-    Raises :class:`MessageParseError` for input that is not ER7 and
-    :class:`UnsupportedMessageError` for other message types or versions.
+    Raises :class:`MessageParseError` (and its :class:`TruncatedMessageError`,
+    :class:`CharsetError`, :class:`ControlCharacterError`) for input that is not complete,
+    decodable ER7, :class:`UnsupportedMessageError` for other message types or versions,
+    :class:`MissingIdentityError` for a report without accession and
+    :class:`MessageTooLarge` above ``max_bytes``.
     """
-    text, charset = decode_message(raw)
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
+    if max_bytes is not None and size > max_bytes:
+        raise MessageTooLarge(
+            f"HL7 v2 message of {size} bytes is over the limit of {max_bytes} bytes"
+        )
+    decoded = _decode(raw, charset_fallback)
+    text = decoded.text
     if not text:
         raise MessageParseError("empty HL7 v2 message")
+    messages = split_messages(text)
     reports: list[RadiologyReport] = []
-    for message_text in split_messages(text):
-        message = Er7Message.parse(message_text, charset)
+    for number, message_text in enumerate(messages, start=1):
+        for index, line in enumerate(message_text.split("\r"), start=1):
+            seg_id = f" ({line[:3]})" if _SEGMENT_ID.match(line[:3]) else ""
+            check_text(line, f"HL7 v2 message {number} segment {index}{seg_id}")
+        message = Er7Message.parse(message_text, decoded.codec)
         version = _check_header(message)
+        _check_complete(message, decoded.terminated or number < len(messages))
         for group in _groups(message):
-            report = _report_for(message, group, version)
+            report = _report_for(
+                message,
+                group,
+                version,
+                accession_fields=accession_fields,
+                warnings=decoded.warnings,
+            )
             if report is not None:
                 reports.append(report)
     return reports

@@ -15,7 +15,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Literal
 
-from .errors import MessageParseError, RenderError
+from .errors import CharsetError, MessageParseError, RenderError, TruncatedMessageError
+from .hl7_charsets import answer_charset, codec_for, first_charset
 from .hl7_escape import STANDARD_ENCODING, escape
 from .hl7_reader import Er7Message, Segment, decode_message, split_messages
 from .report import Approval, Clinician, DraftProvenance, RadiologyReport
@@ -44,9 +45,6 @@ _IMPRESSION_ID = "19005-8^Radiology Imaging study [Impression] (narrative)^LN"
 _METHOD_CODE = "AIDRAFT"
 _METHOD_SYSTEM = "99RADGPT"
 _ENC = STANDARD_ENCODING
-# MSH-18 values (HL7 table 0211) and the Python codec each one means.
-_CODECS = {"ASCII": "ascii", "8859/1": "latin-1", "8859/15": "iso8859-15"}
-_UTF8 = "UNICODE UTF-8"
 _FHIR_SYSTEMS = {
     "http://loinc.org": "LN",
     "http://snomed.info/sct": "SCT",
@@ -107,27 +105,35 @@ def _version_of(report: RadiologyReport) -> str:
     return version if version in _VERSION_ORDER else DEFAULT_VERSION
 
 
-def _charset(report: RadiologyReport, texts: list[str]) -> str | None:
-    """MSH-18 for the answer: the sender's character set if every text fits it, else UTF-8."""
+def _with_charset(report: RadiologyReport, segments: list[str], default: str | None) -> str:
+    """The message with MSH-18 set for its whole text (see :func:`answer_charset`)."""
     declared = report.hl7.character_set if report.hl7 else None
-    body = "".join(texts)
-    if declared:
-        codec = _CODECS.get(declared.split(_ENC.component)[0].upper())
-        if codec is None:
-            return declared
-        try:
-            body.encode(codec)
-        except UnicodeEncodeError:
-            return _UTF8
-        return declared
-    return None if body.isascii() else _UTF8
+    body = "\r".join(segments) + "\r"
+    label, _ = answer_charset(declared, body, version=_version_of(report), default=default)
+    if not label:
+        return body
+    msh = _field_list(segments[0])
+    _set_field(msh, 17, _esc(label))
+    return "\r".join([_join(msh), *segments[1:]]) + "\r"
 
 
 def encode_er7(er7: str) -> bytes:
-    """Encode a message built here in the character set its MSH-18 declares (UTF-8 default)."""
+    """Encode a message built here in the character set its MSH-18 declares.
+
+    Without MSH-18 the message is ASCII (the v2 default) and is written as such; the writers
+    declare UTF-8 (or the sender's set) whenever the text needs it.
+    """
     msh = er7.split("\r", 1)[0].split(_ENC.field)
-    declared = msh[17].split(_ENC.component)[0].upper() if len(msh) > 17 else ""
-    return er7.encode(_CODECS.get(declared, "utf-8"))
+    label = first_charset(msh[17] if len(msh) > 17 else "")
+    codec = codec_for(label) if label else "ascii"
+    if codec is None:
+        raise RenderError(f"cannot encode an HL7 v2 message in MSH-18 {label[:40]!r}")
+    try:
+        return er7.encode(codec)
+    except UnicodeEncodeError as exc:
+        raise RenderError(
+            f"the HL7 v2 message does not fit its declared character set {label or 'ASCII'!r}"
+        ) from exc
 
 
 def _msh(
@@ -136,7 +142,6 @@ def _msh(
     control_id: str,
     now: datetime,
     version: str,
-    charset: str | None,
     message_type: str,
 ) -> str:
     origin = report.hl7
@@ -164,8 +169,6 @@ def _msh(
         processing,
         version,
     ]
-    if charset:
-        _set_field(fields, 17, charset)
     # MSH-1 is the separator itself: "MSH" + "|" + MSH-2 ...
     return _join(fields)
 
@@ -235,12 +238,18 @@ def _obr(
     now: datetime,
     interpreter: Clinician | None,
 ) -> str:
+    """The OBR of an answer; OBR-32/33 (interpreters) are the approver on a final report and
+    empty on a preliminary one: an unverified AI draft never names a human interpreter."""
     fields = _field_list(report.hl7.obr if report.hl7 else _synth_obr(report))
     _set_field(fields, 1, "1")
     _set_field(fields, 22, _ts(now))
     _set_field(fields, 25, status)
     if interpreter is not None:
         _set_field(fields, 32, _ndl(interpreter))
+    else:
+        for number in (32, 33):
+            if len(fields) > number:
+                fields[number] = ""
     if _version_of(report) == "2.3" and not (len(fields) > 27 and fields[27]):
         _set_field(fields, 27, _quantity_timing(fields))
     return _join(fields)
@@ -332,6 +341,7 @@ def build_preliminary_oru(
     status: PreliminaryStatus = "P",
     control_id: str | None = None,
     now: datetime | None = None,
+    output_charset: str | None = None,
 ) -> str:
     """The preliminary ORU^R01 carrying the AI-drafted impression (ER7, ``\\r`` separators).
 
@@ -339,7 +349,10 @@ def build_preliminary_oru(
     closer for an unreviewed draft).  The findings are re-sent (18782-3) so that receivers
     that replace a report by accession keep them; the impression is OBX 19005-8 (FT), with
     the model in OBX-17, the adapter in OBX-18 (2.4+), and NTE segments labelling it an AI
-    draft pending radiologist review.
+    draft pending radiologist review.  OBR-32/33 are empty (no human interpreter on an AI
+    draft).  MSH-18 is the sender's character set, else ``output_charset``, else empty
+    (ASCII); UTF-8 is declared when the text does not fit (:mod:`integration.hl7_charsets`).
+    Encode the result with :func:`encode_er7`.
     """
     if status not in ("P", "R"):
         raise RenderError(f"preliminary status must be P or R, not {status!r}")
@@ -348,13 +361,11 @@ def build_preliminary_oru(
     now = now or datetime.now(UTC)
     version = _version_of(report)
     notice = f"{AI_DRAFT_NOTICE} Generated by {_identity(draft)}."
-    texts = [report.findings, impression, notice]
     msh = _msh(
         report,
         control_id=control_id or uuid.uuid4().hex[:20],
         now=now,
         version=version,
-        charset=_charset(report, texts),
         message_type=_message_type(version),
     )
     obr = _obr(report, status=status, now=now, interpreter=None)
@@ -379,7 +390,7 @@ def build_preliminary_oru(
         )
     )
     segments.append(_nte(1, f"AI draft impression ({_identity(draft)}); pending review."))
-    return "\r".join(segments) + "\r"
+    return _with_charset(report, segments, output_charset)
 
 
 def build_final_oru(
@@ -390,6 +401,7 @@ def build_final_oru(
     draft: DraftProvenance | None = None,
     control_id: str | None = None,
     now: datetime | None = None,
+    output_charset: str | None = None,
 ) -> str:
     """The final ORU^R01 after radiologist approval: OBR-25/OBX-11 ``F``, OBR-32 the radiologist.
 
@@ -413,7 +425,6 @@ def build_final_oru(
         control_id=control_id or uuid.uuid4().hex[:20],
         now=now,
         version=version,
-        charset=_charset(report, [report.findings, impression, radiologist.display, *notes]),
         message_type=_message_type(version),
     )
     obr = _obr(report, status="F", now=approval.approved_at, interpreter=radiologist)
@@ -446,13 +457,17 @@ def build_final_oru(
             equipment=_equipment(draft) if draft is not None else None,
         )
     )
-    return "\r".join(segments) + "\r"
+    return _with_charset(report, segments, output_charset)
 
 
 def _inbound_msh(inbound: bytes | str | Er7Message) -> Segment:
     if isinstance(inbound, Er7Message):
         return inbound.msh
-    text, charset = decode_message(inbound)
+    try:
+        text, charset = decode_message(inbound)
+    except (CharsetError, TruncatedMessageError):  # refused input is still acknowledged (AR)
+        raw = inbound if isinstance(inbound, str) else inbound.decode("latin-1")
+        text, charset = raw.strip(" \t\r\n\x00").lstrip("\x0b").split("\x1c")[0], "latin-1"
     messages = split_messages(text)
     if not messages:
         raise MessageParseError("cannot acknowledge an empty message")

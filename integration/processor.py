@@ -48,7 +48,7 @@ from inference.types import Draft
 
 from . import store
 from .audit import AuditEvent
-from .codec import parse_message
+from .codec import CodecOptions, parse_message
 from .db import AuditEntry, Database, DraftRecord, InboundMessage, utcnow
 from .errors import DataRejected, InputError, MessageTooLarge, RadgptError, RetriesExhausted
 from .faults import Fault, classify
@@ -183,6 +183,8 @@ class Processor:
         self._reads = asyncio.Semaphore(read_concurrency)
         self.drafter = drafter
         self.publisher = publisher
+        # The site's reader settings (accession systems, HL7 accession fields, charset fallback).
+        self.codec_options = CodecOptions.from_settings(publisher.pipeline)
         self.metrics = metrics or PipelineMetrics()
         self.adapter_version = adapter_version
         self.actor = actor
@@ -200,7 +202,7 @@ class Processor:
             return await self.dead_letter(record, too_large)
         raw_sha = hashlib.sha256(record.value).hexdigest()
         try:
-            reports = parse_message(record.value)
+            reports = parse_message(record.value, self.codec_options)
         except InputError as exc:
             return await self.dead_letter(
                 record, exc, source_key=f"raw|{raw_sha}", patient_id=patient_hint(record.value)

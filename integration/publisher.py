@@ -36,13 +36,16 @@ from .settings import FhirSinkSettings, PipelineSettings, TopicSettings
 from .withdrawal import WithdrawalReason, build_withdrawal_bundle, build_withdrawal_oru
 
 __all__ = [
+    "Answer",
     "FhirSink",
     "OutputFormat",
     "PublishedOutput",
     "Publisher",
     "control_id_for",
+    "final_answer",
     "formats_for",
     "message_key",
+    "preliminary_answer",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,93 @@ def _canonical_json(document: dict[str, Any]) -> bytes:
     """Sorted keys: a re-publish is byte-identical even after a JSONB round trip."""
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return text.encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer for one report, built by pure functions shared by the pipeline and the CLI.
+
+    :meth:`payloads` are exactly the bytes published: HL7 ER7 with ``\\r`` separators in the
+    character set MSH-18 declares, FHIR as canonical JSON.  ``radgpt render`` prints them.
+    """
+
+    message_id: str
+    status: Literal["preliminary", "final", "withdrawn"]
+    hl7: str | None
+    bundle: dict[str, Any] | None
+
+    def payloads(self) -> list[tuple[OutputFormat, bytes]]:
+        out: list[tuple[OutputFormat, bytes]] = []
+        if self.hl7 is not None:
+            out.append(("hl7", encode_er7(self.hl7)))
+        if self.bundle is not None:
+            out.append(("fhir", _canonical_json(self.bundle)))
+        return out
+
+
+def preliminary_answer(
+    report: RadiologyReport,
+    impression: str,
+    draft: DraftProvenance,
+    *,
+    pipeline: PipelineSettings,
+    formats: Sequence[OutputFormat],
+) -> Answer:
+    """The AI-labelled preliminary answer for a draft; identical on every re-build."""
+    message_id = control_id_for(draft.draft_id, "P")
+    moment: datetime = draft.drafted_at
+    hl7 = (
+        build_preliminary_oru(
+            report,
+            impression,
+            draft,
+            status=pipeline.hl7_preliminary_status,
+            control_id=message_id,
+            now=moment,
+            output_charset=pipeline.hl7_output_charset,
+        )
+        if "hl7" in formats
+        else None
+    )
+    bundle = (
+        build_preliminary_bundle(report, impression, draft, now=moment)
+        if "fhir" in formats
+        else None
+    )
+    return Answer(message_id, "preliminary", hl7, bundle)
+
+
+def final_answer(
+    report: RadiologyReport,
+    impression: str,
+    approval: Approval,
+    draft: DraftProvenance | None,
+    *,
+    pipeline: PipelineSettings,
+    formats: Sequence[OutputFormat],
+) -> Answer:
+    """The radiologist-signed final answer (HL7 OBR-25 ``F``, FHIR ``final``)."""
+    draft_id = draft.draft_id if draft else approval.draft_id
+    message_id = control_id_for(draft_id, "F") if draft_id else None
+    hl7 = (
+        build_final_oru(
+            report,
+            impression,
+            approval,
+            draft=draft,
+            control_id=message_id,
+            now=approval.approved_at,
+            output_charset=pipeline.hl7_output_charset,
+        )
+        if "hl7" in formats
+        else None
+    )
+    bundle = (
+        build_final_bundle(report, impression, approval, draft=draft, now=approval.approved_at)
+        if "fhir" in formats
+        else None
+    )
+    return Answer(message_id or "", "final", hl7, bundle)
 
 
 class FhirSink:
@@ -170,39 +260,26 @@ class Publisher:
             positions.append((int(result.partition), int(result.offset)))
         return positions
 
-    async def _publish(
-        self,
-        report: RadiologyReport,
-        *,
-        hl7: str | None,
-        bundle: dict[str, Any] | None,
-        message_id: str,
-        status: str,
-    ) -> list[PublishedOutput]:
+    async def _publish(self, report: RadiologyReport, answer: Answer) -> list[PublishedOutput]:
         key = message_key(report)
         headers = [
-            ("radgpt-report-status", status.encode()),
-            ("radgpt-message-id", message_id.encode()),
+            ("radgpt-report-status", answer.status.encode()),
+            ("radgpt-message-id", answer.message_id.encode()),
         ]
-        outgoing: list[_Outgoing] = []
-        formats: list[OutputFormat] = []
-        if hl7 is not None:
-            content_type = ("content-type", b"x-application/hl7-v2+er7")
-            outgoing.append((self.topics.hl7_out, encode_er7(hl7), key, [*headers, content_type]))
-            formats.append("hl7")
-        if bundle is not None:
-            content_type = ("content-type", b"application/fhir+json")
-            outgoing.append(
-                (self.topics.fhir_out, _canonical_json(bundle), key, [*headers, content_type])
-            )
-            formats.append("fhir")
+        topics = {"hl7": self.topics.hl7_out, "fhir": self.topics.fhir_out}
+        content_types = {"hl7": b"x-application/hl7-v2+er7", "fhir": b"application/fhir+json"}
+        payloads = answer.payloads()
+        outgoing: list[_Outgoing] = [
+            (topics[fmt], value, key, [*headers, ("content-type", content_types[fmt])])
+            for fmt, value in payloads
+        ]
         positions = await self._send_all(outgoing)
-        if bundle is not None and self.fhir_sink is not None:
-            await self.fhir_sink.post_bundle(bundle)
+        if answer.bundle is not None and self.fhir_sink is not None:
+            await self.fhir_sink.post_bundle(answer.bundle)
         return [
-            PublishedOutput(fmt, topic, partition, offset, message_id)
-            for fmt, (topic, *_), (partition, offset) in zip(
-                formats, outgoing, positions, strict=True
+            PublishedOutput(fmt, topic, partition, offset, answer.message_id)
+            for (fmt, _), (topic, *_), (partition, offset) in zip(
+                payloads, outgoing, positions, strict=True
             )
         ]
 
@@ -216,28 +293,10 @@ class Publisher:
     ) -> list[PublishedOutput]:
         """The AI-labelled preliminary answer(s) for a stored draft; identical on re-send."""
         wanted = list(formats) if formats is not None else self.formats(report)
-        message_id = control_id_for(draft.draft_id, "P")
-        moment: datetime = draft.drafted_at
-        hl7 = (
-            build_preliminary_oru(
-                report,
-                impression,
-                draft,
-                status=self.pipeline.hl7_preliminary_status,
-                control_id=message_id,
-                now=moment,
-            )
-            if "hl7" in wanted
-            else None
+        answer = preliminary_answer(
+            report, impression, draft, pipeline=self.pipeline, formats=wanted
         )
-        bundle = (
-            build_preliminary_bundle(report, impression, draft, now=moment)
-            if "fhir" in wanted
-            else None
-        )
-        return await self._publish(
-            report, hl7=hl7, bundle=bundle, message_id=message_id, status="preliminary"
-        )
+        return await self._publish(report, answer)
 
     async def publish_final(
         self,
@@ -247,29 +306,15 @@ class Publisher:
         draft: DraftProvenance | None = None,
     ) -> list[PublishedOutput]:
         """The radiologist-signed final answer(s) (HL7 OBR-25 ``F``, FHIR ``final``)."""
-        wanted = self.formats(report)
-        draft_id = draft.draft_id if draft else approval.draft_id
-        message_id = control_id_for(draft_id, "F") if draft_id else None
-        hl7 = (
-            build_final_oru(
-                report,
-                impression,
-                approval,
-                draft=draft,
-                control_id=message_id,
-                now=approval.approved_at,
-            )
-            if "hl7" in wanted
-            else None
+        answer = final_answer(
+            report,
+            impression,
+            approval,
+            draft,
+            pipeline=self.pipeline,
+            formats=self.formats(report),
         )
-        bundle = (
-            build_final_bundle(report, impression, approval, draft=draft, now=approval.approved_at)
-            if "fhir" in wanted
-            else None
-        )
-        return await self._publish(
-            report, hl7=hl7, bundle=bundle, message_id=message_id or "", status="final"
-        )
+        return await self._publish(report, answer)
 
     async def publish_withdrawal(
         self,
@@ -288,7 +333,8 @@ class Publisher:
         message_id = control_id_for(draft.draft_id, "W")
         hl7 = (
             build_withdrawal_oru(
-                report, impression, draft, reason=reason, control_id=message_id, now=withdrawn_at
+                report, impression, draft, reason=reason, control_id=message_id, now=withdrawn_at,
+                output_charset=self.pipeline.hl7_output_charset,
             )
             if "hl7" in wanted
             else None
@@ -301,9 +347,7 @@ class Publisher:
             if "fhir" in wanted
             else None
         )  # fmt: skip
-        return await self._publish(
-            report, hl7=hl7, bundle=bundle, message_id=message_id, status="withdrawn"
-        )
+        return await self._publish(report, Answer(message_id, "withdrawn", hl7, bundle))
 
     async def dead_letter(
         self, raw: bytes, reason: str, headers: dict[str, str], *, key: bytes | None = None

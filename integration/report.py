@@ -21,6 +21,7 @@ __all__ = [
     "DraftProvenance",
     "FhirOrigin",
     "Hl7Origin",
+    "ParseWarning",
     "PatientDemographics",
     "Priority",
     "RadiologyReport",
@@ -75,6 +76,17 @@ class PatientDemographics(_Frozen):
         return ", ".join(p for p in (family, self.given) if p)
 
 
+class ParseWarning(_Frozen):
+    """Something a reader accepted but could not take at face value (kept on the report).
+
+    ``code`` is stable (``observed_at_invalid``, ``reported_at_invalid``,
+    ``charset_fallback``, ...); ``detail`` names the field, never its patient data.
+    """
+
+    code: str
+    detail: str
+
+
 class Hl7Origin(_Frozen):
     """What an HL7 v2 answer needs from the inbound message."""
 
@@ -115,6 +127,11 @@ class RadiologyReport(_Frozen):
     hl7_version: str | None = Field(default=None, description="MSH-12 when HL7 v2")
     source_system: str = Field(default="", description="MSH-3^MSH-4, or the FHIR identifier system")
     accession: str | None = None
+    accession_source: str | None = Field(
+        default=None,
+        description="where the accession was found, e.g. 'OBR-3', 'identifier:ACSN', "
+        "'basedOn:FILL' (see docs/hl7-fhir-mapping.md)",
+    )
     patient_id: str | None = None
     patient_id_system: str | None = None
     procedure: Coded | None = None
@@ -132,6 +149,11 @@ class RadiologyReport(_Frozen):
     interpreter: Clinician | None = None
     observed_at: datetime | None = None
     reported_at: datetime | None = None
+    sign_off: list[str] = Field(
+        default_factory=list,
+        description="sign-off, dictation and communication lines kept out of the sections",
+    )
+    warnings: list[ParseWarning] = Field(default_factory=list)
     hl7: Hl7Origin | None = None
     fhir: FhirOrigin | None = None
 
@@ -153,6 +175,7 @@ class RadiologyReport(_Frozen):
             "hl7_version": self.hl7_version,
             "source_system": self.source_system,
             "accession": self.accession,
+            "accession_source": self.accession_source,
             "patient_id": self.patient_id,
             "procedure": self.procedure.model_dump() if self.procedure else None,
             "modality": self.modality,
@@ -164,6 +187,8 @@ class RadiologyReport(_Frozen):
             "interpreter": self.interpreter.display if self.interpreter else None,
             "observed_at": self.observed_at.isoformat() if self.observed_at else None,
             "reported_at": self.reported_at.isoformat() if self.reported_at else None,
+            "sign_off": list(self.sign_off),
+            "warnings": [w.model_dump() for w in self.warnings],
         }
 
 

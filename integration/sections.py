@@ -9,6 +9,12 @@ Recognised headings (case-insensitive, at the start of a line or after a sentenc
 by a colon or a line break) map to canonical section names:
 ``history``, ``indication``, ``technique``, ``comparison``, ``findings``, ``impression``,
 ``recommendation``, ``addendum``.
+
+Sign-off, dictation and communication lines ("Electronically signed by ...", "Dictated by
+...", "Transcribed by ...", "Critical result communicated to / discussed with ...",
+"Attending attestation ...") are not report content: :func:`findings_from_text` and
+:func:`impression_from_text` leave them out (from where the phrase starts to the end of its
+line) and :func:`sign_off_lines` returns them so that the readers keep them as metadata.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ __all__ = [
     "findings_from_text",
     "impression_from_text",
     "normalize_text",
+    "sign_off_lines",
     "split_sections",
+    "strip_sign_off",
 ]
 
 SECTION_HEADINGS: dict[str, tuple[str, ...]] = {
@@ -43,6 +51,36 @@ _HEADING_RE = re.compile(
     rf"(?::|(?=[ \t]*(?:\n|$)))",
     re.IGNORECASE,
 )
+
+
+_SIGN_OFF_RE = re.compile(
+    r"(?:(?<=\n)|^|(?<=[.!?;])\s*)[ \t]*(?P<line>(?:"
+    r"electronically\s+(?:signed|verified|approved)|e-?signed\s+by|signed\s+electronically"
+    r"|(?:report\s+)?(?:signed|verified|approved|finali[sz]ed)\s+by\s*:?"
+    r"|dictated\s*(?:by|:)|dictating\s+(?:physician|radiologist)|transcribed\s*(?:by|:)"
+    r"|transcriptionist\s*:"
+    r"|critical\s+(?:results?|findings?|values?)\b[^\n]*?"
+    r"\b(?:communicated|discussed|called|conveyed|reported|notified)"
+    r"|(?:these|the|this|above)?\s*(?:results?|findings?|impression)\s+(?:were|was|has\s+been|"
+    r"have\s+been)\s+(?:communicated|discussed|called|conveyed)\s+(?:to|with)"
+    r"|attending\s+(?:radiologist\s+|physician\s+)?attestation"
+    r")[^\n]*)",
+    re.IGNORECASE,
+)
+
+
+def strip_sign_off(text: str) -> str:
+    """``text`` without its sign-off, dictation and communication lines."""
+    if not text:
+        return text
+    return _SIGN_OFF_RE.sub("", text)
+
+
+def sign_off_lines(text: str) -> list[str]:
+    """The sign-off, dictation and communication lines of ``text`` (whitespace-normalised)."""
+    if not text:
+        return []
+    return [normalize_text(m.group("line")) for m in _SIGN_OFF_RE.finditer(text)]
 
 
 def normalize_text(text: str) -> str:
@@ -91,11 +129,11 @@ def findings_from_text(text: str) -> str:
     """
     sections = split_sections(text)
     if "findings" in sections:
-        return normalize_text(sections["findings"])
+        return normalize_text(strip_sign_off(sections["findings"]))
     if set(sections) <= {""}:
-        return normalize_text(text)
+        return normalize_text(strip_sign_off(text))
     if "" in sections:
-        return normalize_text(sections[""])
+        return normalize_text(strip_sign_off(sections[""]))
     return ""
 
 
@@ -103,4 +141,6 @@ def impression_from_text(text: str) -> str | None:
     """The IMPRESSION (or CONCLUSION) section of a report text, normalised; None if absent."""
     sections = split_sections(text)
     found = sections.get("impression")
-    return normalize_text(found) if found else None
+    if not found:
+        return None
+    return normalize_text(strip_sign_off(found)) or None

@@ -120,6 +120,18 @@ class PipelineSettings(BaseModel):
         default_factory=lambda: ["hl7", "fhir"]  # type: ignore[arg-type]
     )
     hl7_preliminary_status: Literal["P", "R"] = "P"
+    # Identity and character sets of the codecs (docs/hl7-fhir-mapping.md).
+    # FHIR identifier systems that hold accession numbers at this site (untyped identifiers).
+    accession_systems: list[str] = Field(default_factory=list)
+    # HL7 v2 fields searched for the accession, in order (dcm4chee-style sites: OBR-18 first).
+    hl7_accession_fields: list[str] = Field(
+        default_factory=lambda: ["OBR-3", "ORC-3", "OBR-2", "ORC-2", "OBR-18", "OBR-19", "OBR-20"]
+    )
+    # MSH-18 value (or Python codec) used when bytes do not decode in the declared MSH-18;
+    # None: such messages are dead-lettered. A fallback used is recorded on the report.
+    hl7_charset_fallback: str | None = None
+    # MSH-18 of answers to messages that declare none (None: the v2 default, ASCII).
+    hl7_output_charset: str | None = None
     retry_backoff_s: float = 1.0
     retry_backoff_max_s: float = 30.0
     # Answer in the format the report came in (HL7 in -> HL7 out); False: every output_format.

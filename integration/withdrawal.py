@@ -42,7 +42,6 @@ from .fhir_writer import (
 from .hl7_writer import (
     _FINDINGS_ID,
     _IMPRESSION_ID,
-    _charset,
     _esc,
     _message_type,
     _msh,
@@ -52,6 +51,7 @@ from .hl7_writer import (
     _segments,
     _set_field,
     _version_of,
+    _with_charset,
 )
 from .report import Clinician, DraftProvenance, RadiologyReport
 
@@ -88,6 +88,7 @@ def build_withdrawal_oru(
     reason: WithdrawalReason,
     control_id: str,
     now: datetime,
+    output_charset: str | None = None,
 ) -> str:
     """The ORU^R01 withdrawing a preliminary (OBR-25 ``I``, every OBX-11 ``W``; ER7, ``\\r``)."""
     if not impression.strip():
@@ -99,7 +100,6 @@ def build_withdrawal_oru(
         control_id=control_id,
         now=now,
         version=version,
-        charset=_charset(report, [report.findings, impression, notice]),
         message_type=_message_type(version),
     )
     obr = _obr(report, status=HL7_WITHDRAWN_OBR_STATUS, now=now, interpreter=None)
@@ -118,7 +118,7 @@ def build_withdrawal_oru(
     _set_field(fields, 17, f"AIDRAFT^{_esc('AI draft: ' + draft.model_id)}^99RADGPT")
     segments.append("|".join(fields))
     segments.append(_nte(1, f"Withdrawn ({reason}); OBX-11 W: posted in error."))
-    return "\r".join(segments) + "\r"
+    return _with_charset(report, segments, output_charset)
 
 
 def build_withdrawal_bundle(

@@ -32,6 +32,31 @@ def test_model_prepare_prints_the_directory(model_cache_dir: Path, base_model_di
     assert Path(result.stdout.strip()) == base_model_dir
 
 
+def test_draft_without_a_model_server_names_the_url_and_the_setting() -> None:
+    """Was "error: cannot reach the model server: ConnectError" after 18 s, with no URL."""
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RADGPT_")}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "integration", "draft", "--findings", "Clear lungs.",
+         "--backend", "tgi", "--no-verify"],
+        cwd=REPO, env={**env, "RADGPT_INFERENCE__URL": url},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"error: cannot reach the model server: ConnectError at {url} "
+        "(set --url or RADGPT_INFERENCE__URL)\n"
+    )
+    assert time.monotonic() - started < 15
+    result = radgpt(
+        "draft", "--findings", "Clear lungs.", "--backend", "tgi", "--no-verify", "--url", url
+    )
+    assert result.stderr == (
+        f"error: cannot reach the model server: ConnectError at {url} (set --url)\n"
+    )
+
+
 def test_draft_prints_the_impression(instant_server: InstantServer) -> None:
     result = radgpt(
         "draft", "--findings", "Heart size is normal.  Lungs are clear.", "--backend", "tgi",

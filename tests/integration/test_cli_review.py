@@ -224,3 +224,19 @@ def test_bad_input_is_one_line_error(args: list[str], env: dict[str, str], messa
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_audit_commands_refuse_a_database_file_that_does_not_exist(tmp_path: Path) -> None:
+    """Was: an empty file created and exit 1, the same code as a broken chain."""
+    missing = tmp_path / "typo" / "radgpt.db"
+    url = f"sqlite+aiosqlite:///{missing}"
+    for args in (("audit", "verify"), ("audit", "query")):
+        result = radgpt(*args, "--database-url", url)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr == (
+            f"error: no such database file: {missing} "
+            "(check --database-url or RADGPT_DATABASE__URL)\n"
+        )
+    result = radgpt("audit", "verify", env={"RADGPT_DATABASE__URL": f"sqlite:///{missing}"})
+    assert result.returncode == 2
+    assert not missing.exists() and not missing.parent.exists()

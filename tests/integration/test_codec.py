@@ -70,3 +70,28 @@ def test_package_surface() -> None:
     } <= set(integration.__all__)
     for name in integration.__all__:
         assert getattr(integration, name) is not None
+
+
+def test_codec_options_reach_both_readers() -> None:
+    from integration.codec import CodecOptions
+    from integration.errors import MessageTooLarge, MissingIdentityError
+    from integration.settings import PipelineSettings
+
+    fhir = (DATA / "fhir" / "dr_two_plain_identifiers.json").read_bytes()
+    with pytest.raises(MissingIdentityError):
+        parse_message(fhir)
+    pipeline = PipelineSettings(
+        accession_systems=["https://ris.lakeside.example.org/accession"],
+        hl7_accession_fields=["OBR-2"],
+        hl7_charset_fallback="UNICODE UTF-8",
+        max_message_bytes=4096,
+    )
+    options = CodecOptions.from_settings(pipeline)
+    assert parse_message(fhir, options)[0].accession == "LK-US-9912"
+    hl7 = (DATA / "hl7" / "bad_declared_ascii_utf8.hl7").read_bytes()
+    (report,) = parse_message(hl7, options)
+    assert (report.accession, report.accession_source) == ("ORD-1", "OBR-2")
+    assert report.warnings[0].code == "charset_fallback"
+    big = (DATA / "hl7" / "oru_v27_no_pv1_orc.hl7").read_bytes() + b"Z" * 4096
+    with pytest.raises(MessageTooLarge, match=r"pipeline\.max_message_bytes"):
+        parse_message(big, options)

@@ -61,7 +61,8 @@ def test_relative_reference_is_kept() -> None:
     assert report.fhir is not None
     assert report.fhir.subject == {"reference": "Patient/pat-88120", "display": "Jane Whitfield"}
     assert report.fhir.resource_id == "cxr-5521"
-    assert report.indication is None
+    # issue 12: presentedForm gets the HL7 section handling, INDICATION included (was None).
+    assert report.indication == "Cough for three weeks."
 
 
 def test_html_to_text_blocks_become_lines() -> None:
@@ -72,6 +73,8 @@ def test_html_to_text_blocks_become_lines() -> None:
 def _dr(**extra: Any) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
+        # a report with findings needs an identity (issue 12): a sole business identifier
+        "identifier": [{"system": "http://hospital.example.org/accession", "value": "ACC-T1"}],
         "status": "final",
         "code": {"text": "XR Chest"},
         "presentedForm": [

@@ -220,3 +220,45 @@ def test_render_errors() -> None:
 )
 def test_hl7_identifier_system(authority: str | None, system: str | None) -> None:
     assert hl7_identifier_system(authority) == system
+
+
+def test_one_provenance_per_report_in_a_multi_report_bundle(fhir_validate: Validate) -> None:
+    first, second = parse_fhir((DATA / "fhir" / "bundle_collection_two_reports.json").read_bytes())
+    bundles = [build_preliminary_bundle(r, IMPRESSION, DRAFT, now=NOW) for r in (first, second)]
+    provenances = [e for b in bundles for e in b["entry"] if e["request"]["url"] == "Provenance"]
+    assert len({e["fullUrl"] for e in provenances}) == 2  # was one uuid for the draft id alone
+    merged = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+    for bundle in bundles:  # what a client merging both (radgpt render used to) gets
+        urls = {e["fullUrl"] for e in merged["entry"]}
+        merged["entry"].extend(e for e in bundle["entry"] if e["fullUrl"] not in urls)
+    _check_bundle(merged, fhir_validate)
+    kinds = [e["resource"]["resourceType"] for e in merged["entry"]]
+    assert kinds.count("Provenance") == kinds.count("DiagnosticReport") == 2
+    assert kinds.count("Device") == 1  # the one AI device is shared
+    reports = [
+        e["fullUrl"]
+        for e, kind in zip(merged["entry"], kinds, strict=True)
+        if kind == "DiagnosticReport"
+    ]
+    targets = [
+        e["resource"]["target"][0]["reference"]
+        for e, kind in zip(merged["entry"], kinds, strict=True)
+        if kind == "Provenance"
+    ]
+    assert sorted(targets) == sorted(reports)
+    finals = [
+        build_final_bundle(r, "Normal.", APPROVAL, draft=DRAFT, now=NOW) for r in (first, second)
+    ]
+    assert finals[0]["entry"][-1]["fullUrl"] != finals[1]["entry"][-1]["fullUrl"]
+
+
+def test_preliminary_has_no_results_interpreter(fhir_validate: Validate) -> None:
+    name = "dr_presentedform_only_plain_identifier.json"
+    source = json.loads((DATA / "fhir" / name).read_text("utf-8"))
+    assert source["resultsInterpreter"]  # the RIS names a radiologist
+    (report,) = parse_fhir(source)
+    bundle = build_preliminary_bundle(report, IMPRESSION, DRAFT, now=NOW)
+    _check_bundle(bundle, fhir_validate)
+    dr = bundle["entry"][0]["resource"]
+    assert "resultsInterpreter" not in dr
+    assert "Zielinski" not in json.dumps(bundle)

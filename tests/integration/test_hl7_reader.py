@@ -221,3 +221,135 @@ def test_error_messages_carry_no_report_text() -> None:
 )
 def test_parse_hl7_datetime(value: str, expected: datetime | None) -> None:
     assert parse_hl7_datetime(value) == expected
+
+
+# --------------------------------------------------------------------------- issue 12 / 16
+
+
+def test_python_hl7_agrees_on_every_field() -> None:
+    """A second, independent parser (python-hl7) reads the same raw fields as our tokenizer."""
+    import hl7
+
+    for name in ORU_FILES:
+        text, charset = decode_message((HL7 / name).read_bytes())
+        ours = Er7Message.parse(split_messages(text)[0], charset)
+        theirs = hl7.parse(text.replace("\r\n", "\r").replace("\n", "\r").strip("\r"))
+        assert [str(s[0]) for s in theirs] == [s.id for s in ours.segments], name
+        for their_seg, our_seg in zip(theirs, ours.segments, strict=True):
+            first = 3 if our_seg.id == "MSH" else 1
+            for number in range(first, len(their_seg)):
+                assert str(their_seg[number]) == our_seg.field(number), (name, our_seg.id, number)
+
+
+def test_line_break_inside_a_repetition_separates_words() -> None:
+    (report,) = parse_oru((HL7 / "oru_v251_epic_single_tx.hl7").read_bytes())
+    assert "convexity. There is no midline shift." in report.findings
+    assert "convexity.There" not in report.findings
+
+
+def test_sign_off_lines_are_metadata_not_sections() -> None:
+    (report,) = parse_oru((HL7 / "oru_v251_epic_single_tx.hl7").read_bytes())
+    assert report.impression == (
+        "No acute intracranial abnormality. Chronic left frontal subdural hygroma."
+    )
+    assert report.sign_off == [
+        "Critical result communicated to Dr Okonjo by phone at 09:25 on 06/11/2024.",
+        "Electronically signed by: KENJI NAKAMURA, MD on 06/11/2024 09:30",
+    ]
+    (cerner,) = parse_oru((HL7 / "oru_v23_cerner_impression_first.hl7").read_bytes())
+    assert "Dictated" not in cerner.findings and "Transcribed" not in cerner.findings
+    assert [line.split(":")[0] for line in cerner.sign_off] == ["Dictated by", "Transcribed by"]
+
+
+def test_malformed_obr7_is_a_recorded_warning() -> None:
+    (report,) = parse_oru((HL7 / "oru_v23_cerner_impression_first.hl7").read_bytes())
+    assert report.observed_at is None
+    assert [w.code for w in report.warnings] == ["observed_at_invalid"]
+    assert "OBR-7" in report.warnings[0].detail
+    assert "2023-09-19" not in report.warnings[0].detail  # names the field, not its value
+
+
+def test_accession_order_and_source() -> None:
+    (report,) = parse_oru((HL7 / "oru_v23_cerner_impression_first.hl7").read_bytes())
+    assert (report.accession, report.accession_source) == ("MC-XR-230919-117", "OBR-18")
+    raw = (HL7 / "oru_v25_loinc_crlf_zsegments.hl7").read_bytes()
+    assert parse_oru(raw)[0].accession_source == "OBR-3"
+    # a dcm4chee-style site looks at OBR-18 first; OBR-2 (placer) when nothing else is set
+    (placer,) = parse_oru(raw, accession_fields=("OBR-18", "OBR-2"))
+    assert (placer.accession, placer.accession_source) == ("RV-ORD-33012", "OBR-2")
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "message"),
+    [
+        ("bad_truncated_obx.hl7", "TruncatedMessageError", "ends before OBX-11"),
+        ("bad_truncated_mllp.hl7", "TruncatedMessageError", "MLLP start block"),
+        ("bad_declared_ascii_utf8.hl7", "CharsetError", "declared MSH-18 character set 'ASCII'"),
+        (
+            "bad_nul_in_findings.hl7",
+            "ControlCharacterError",
+            r"U\+0000 in HL7 v2 message 1 segment 4 \(OBX\)",
+        ),
+        ("bad_no_accession.hl7", "MissingIdentityError", "no accession"),
+    ],
+)
+def test_refused_input_is_typed_and_not_retriable(name: str, error: str, message: str) -> None:
+    from integration.errors import InputError
+
+    with pytest.raises(InputError, match=message) as info:
+        parse_oru((HL7 / name).read_bytes())
+    assert type(info.value).__name__ == error
+    assert info.value.retriable is False
+    assert "Saffronqu" not in str(info.value) and "MÜLLER" not in str(info.value)
+
+
+def test_an_oru_without_obr_is_refused_as_incomplete() -> None:
+    from integration.errors import TruncatedMessageError
+
+    raw = b"MSH|^~\\&|RIS|H|RADGPT|H|20240601||ORU^R01|T2|P|2.5\rPID|1||M1^^^H^MR||DOE^J\r"
+    with pytest.raises(TruncatedMessageError, match="no OBR segment"):
+        parse_oru(raw)
+
+
+def test_charset_fallback_is_explicit_and_recorded() -> None:
+    raw = (HL7 / "bad_declared_ascii_utf8.hl7").read_bytes()
+    (report,) = parse_oru(raw, charset_fallback="UNICODE UTF-8")
+    assert report.hl7 is not None and "MÜLLER^JÖRG" in report.hl7.pid
+    (warning,) = report.warnings
+    assert warning.code == "charset_fallback" and "'UNICODE UTF-8'" in warning.detail
+
+
+def test_unsupported_declared_charset_is_refused() -> None:
+    from integration.errors import CharsetError
+
+    raw = (HL7 / "oru_v251_8859_2.hl7").read_bytes().replace(b"8859/2", b"ISO IR87")
+    with pytest.raises(CharsetError, match="unsupported HL7 v2 character set"):
+        parse_oru(raw)
+
+
+def test_declared_8859_2_decodes_polish_names() -> None:
+    (report,) = parse_oru((HL7 / "oru_v251_8859_2.hl7").read_bytes())
+    assert report.hl7 is not None and "MAŁECKI^ZBIGNIEW^ŁUKASZ" in report.hl7.pid
+    assert report.hl7.character_set == "8859/2"
+
+
+def test_escaped_control_character_is_refused() -> None:
+    from integration.errors import ControlCharacterError
+
+    raw = (HL7 / "oru_v27_no_pv1_orc.hl7").read_bytes().replace(b"|F\r", b"|F\r", 1)
+    lines = raw.split(b"\r")
+    index = next(i for i, line in enumerate(lines) if line.startswith(b"OBX"))
+    fields = lines[index].split(b"|")
+    fields[5] = fields[5] + b"\\X07\\"
+    lines[index] = b"|".join(fields)
+    with pytest.raises(ControlCharacterError, match="U\\+0007"):
+        parse_oru(b"\r".join(lines))
+
+
+def test_size_limit() -> None:
+    from integration.errors import MessageTooLarge
+
+    raw = (HL7 / "oru_v27_no_pv1_orc.hl7").read_bytes()
+    assert parse_oru(raw, max_bytes=len(raw))
+    with pytest.raises(MessageTooLarge, match="over the limit"):
+        parse_oru(raw, max_bytes=len(raw) - 1)

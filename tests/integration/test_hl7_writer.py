@@ -161,16 +161,20 @@ def test_preliminary_fields() -> None:
     assert msh.field(9) == "ORU^R01^ORU_R01"
     assert (msh.field(10), msh.field(12)) == ("CTL1", "2.5")
     assert report.hl7 is not None
-    # Patient and order segments written back; only OBR-22/25 change (and set id).
+    # Patient and order segments written back; only OBR-22/25 change (and set id), and
+    # OBR-32/33 are emptied (issue 12: an unverified AI draft names no human interpreter;
+    # this test used to require the inbound OBR-32 to be copied).
     assert rest[0].raw == report.hl7.pid
     assert rest[1].raw == report.hl7.pv1
     assert rest[2].raw == report.hl7.orc
     obr = rest[3]
     original = Er7Message.parse("MSH|^~\\&|\r" + report.hl7.obr).segments[1]
+    assert original.field(32) == "3321&LINDQVIST&ERIK"
     for number in range(2, 33):
-        if number not in (22, 25):
+        if number not in (22, 25, 32):
             assert obr.field(number) == original.field(number), number
     assert (obr.field(22), obr.field(25)) == ("20240501120000+0000", "P")
+    assert obr.field(32) == obr.field(33) == ""
     nte = rest[4]
     assert nte.id == "NTE" and AI_DRAFT_NOTICE in nte.text(3)
     assert DRAFT.model_id in nte.text(3) and DRAFT.adapter_id in nte.text(3)
@@ -278,3 +282,44 @@ def test_ack_fields() -> None:
 def test_ack_of_garbage_raises() -> None:
     with pytest.raises(MessageParseError):
         build_ack(b"not hl7", "AR")
+
+
+def test_preliminary_names_no_human_interpreter_final_names_the_approver() -> None:
+    report = _report("oru_v251_epic_single_tx.hl7")
+    assert report.interpreter is not None and report.interpreter.family == "NAKAMURA"
+    er7 = build_preliminary_oru(report, "No acute abnormality.", DRAFT, now=NOW)
+    assert_strict(er7)
+    obr = next(s for s in Er7Message.parse(er7).segments if s.id == "OBR")
+    assert obr.field(32) == "" and "NAKAMURA" not in er7
+    (back,) = parse_oru(er7)
+    assert back.interpreter is None
+    final = build_final_oru(report, "No acute abnormality.", APPROVAL, draft=DRAFT, now=NOW)
+    obr = next(s for s in Er7Message.parse(final).segments if s.id == "OBR")
+    assert obr.field(32) == "RAD4471&Okafor&Ngozi"
+
+
+@pytest.mark.parametrize("name", ORU_FILES)
+def test_write_backs_reparse_with_python_hl7(name: str) -> None:
+    import hl7
+
+    for report in parse_oru((HL7 / name).read_bytes()):
+        for er7 in (
+            build_preliminary_oru(report, TRICKY, DRAFT, now=NOW),
+            build_final_oru(report, TRICKY, APPROVAL, draft=DRAFT, now=NOW),
+        ):
+            message = hl7.parse(er7)
+            ours = Er7Message.parse(er7)
+            assert [str(s[0]) for s in message] == [s.id for s in ours.segments]
+            their_obx = message.segments("OBX")[-1]
+            our_obx = [s for s in ours.segments if s.id == "OBX"][-1]
+            assert str(their_obx[3]).startswith("19005-8^")
+            assert str(their_obx[5]) == our_obx.field(5)
+            assert str(message.segment("PID")[3]) == ours.segments[1].field(3)
+
+
+@pytest.mark.parametrize("name", ["bad_declared_ascii_utf8.hl7", "bad_truncated_mllp.hl7"])
+def test_refused_input_can_still_be_acknowledged(name: str) -> None:
+    ack = build_ack((HL7 / name).read_bytes(), "AR", "refused", control_id="A1", now=NOW)
+    assert_strict(ack)
+    msa = Er7Message.parse(ack).segments[1]
+    assert (msa.field(1), msa.field(2)) == ("AR", "TR-0001")

@@ -68,3 +68,32 @@ def test_preamble_is_findings_when_no_findings_heading() -> None:
 
 def test_only_other_sections_gives_no_findings() -> None:
     assert findings_from_text("IMPRESSION: Normal.") == ""
+
+
+def test_sign_off_and_communication_lines_stay_out_of_the_sections() -> None:
+    from integration.sections import sign_off_lines
+
+    text = (
+        "FINDINGS: Small right effusion. Critical result communicated to Dr Lee at 10:42.\n"
+        "IMPRESSION:\nRight pleural effusion.\n"
+        "The findings were discussed with Dr. Amara Nwosu at 14:10.\n"
+        "Attending attestation: I have reviewed the images and agree.\n"
+        "Electronically signed by: Jane Doe, MD on 2024-01-01\n"
+        "Dictated by: JD  Transcribed by: KL\n"
+    )
+    assert findings_from_text(text) == "Small right effusion."
+    assert impression_from_text(text) == "Right pleural effusion."
+    assert sign_off_lines(text) == [
+        "Critical result communicated to Dr Lee at 10:42.",
+        "The findings were discussed with Dr. Amara Nwosu at 14:10.",
+        "Attending attestation: I have reviewed the images and agree.",
+        "Electronically signed by: Jane Doe, MD on 2024-01-01",
+        "Dictated by: JD Transcribed by: KL",
+    ]
+
+
+def test_sign_off_words_inside_findings_sentences_are_kept() -> None:
+    text = "FINDINGS: The prior report signed by Dr Z is reviewed. Dictation artifact absent."
+    assert findings_from_text(text) == (
+        "The prior report signed by Dr Z is reviewed. Dictation artifact absent."
+    )
