@@ -70,7 +70,7 @@ class Drafter:
         max_new_tokens: int = 96,
         verify: bool = True,
         safety_checks: bool = True,
-        samples: int = 3,
+        samples: int = 0,
         temperature: float = 0.7,
         scope: Scope | None = None,
         fallback: bool = True,
@@ -111,7 +111,7 @@ class Drafter:
         config: BackendConfig,
         *,
         safety_checks: bool = True,
-        samples: int = 3,
+        samples: int = 0,
         extra_scopes: tuple[str, ...] = (),
         fallback: bool = True,
     ) -> Drafter:

@@ -52,7 +52,9 @@ class PositiveFinding:
 
 
 def _is_incidental(mention: Mention) -> bool:
-    return mention.concept in INCIDENTAL_CONCEPTS or bool(mention.qualifiers & _CHRONIC_WORDS)
+    return mention.concept in INCIDENTAL_CONCEPTS or (
+        mention.concept in ("fracture", "dislocation") and bool(mention.qualifiers & _CHRONIC_WORDS)
+    )
 
 
 def _clauses(findings: str) -> list[str]:

@@ -230,9 +230,11 @@ def demo_command(
             table.add_column("AI draft (preliminary)", ratio=2)
             table.add_column("reference impression", ratio=2)
             for r in result.reports:
+                draft = r.draft or f"({r.status})"
+                if r.method == "extractive-fallback":
+                    draft += "\n[extractive fallback: no model draft passed the checks]"
                 table.add_row(
-                    f"{r.accession}\n{r.format}", r.findings, r.draft or f"({r.status})",
-                    r.reference,
+                    f"{r.accession}\n{r.format}", r.findings, draft, r.reference
                 )  # fmt: skip
             out.print(table)
         if serve_after:

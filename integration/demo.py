@@ -327,6 +327,7 @@ class DemoReport:
     draft: str | None
     reference: str
     status: str
+    method: str | None = None  # "model" or "extractive-fallback" (inference.drafter)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -336,6 +337,7 @@ class DemoReport:
             "draft": self.draft,
             "reference": self.reference,
             "status": self.status,
+            "method": self.method,
         }
 
 
@@ -446,6 +448,7 @@ async def _collect(url: str, samples: list[SampleReport], formats: list[str]) ->
                 draft=row.draft_text if row else None,
                 reference=sample.impression,
                 status=row.status if row else "not drafted",
+                method=row.draft_method if row else None,
             )
         )
     return reports

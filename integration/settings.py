@@ -108,8 +108,9 @@ class InferenceSettings(BaseModel):
         default=None, description="adapter directory (local backend; canary metadata)"
     )
     cache_dir: Path | None = None
-    # Verify and choose: sampled candidates generated when the greedy draft fails the checks.
-    samples: int = Field(default=3, ge=0, le=16)
+    # Verify and choose: sampled candidates generated when the greedy draft fails the checks
+    # (0: straight to the extractive fallback; chosen on the validate split, see results.md).
+    samples: int = Field(default=0, ge=0, le=16)
     # Scopes a site has validated beyond the adapter's own ("CT:CHEST", "code:71250").
     extra_scopes: list[str] = Field(default_factory=list)
 

@@ -231,7 +231,7 @@ def predict_verified(
     examples: Sequence[Prediction | Example],
     *,
     use_adapter: bool = True,
-    samples: int = 3,
+    samples: int = 0,
     progress: bool = True,
 ) -> list[Prediction]:
     """Verify-and-choose drafts (the :class:`~inference.drafter.Drafter` path) for
@@ -620,7 +620,7 @@ def eval_command(
     ] = "verify",
     samples: Annotated[
         int, typer.Option(help="--drafting verify: sampled candidates when greedy fails")
-    ] = 3,
+    ] = 0,
 ) -> None:
     """Draft the IMPRESSION of every report of a split and print ROUGE and safety metrics."""
     if adapter is not None and not no_adapter and not adapter.is_dir():

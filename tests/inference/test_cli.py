@@ -224,7 +224,7 @@ def test_draft_shows_the_fallback_and_flags_without_json(instant_server: Instant
     findings = "Heart size is normal. Large left pneumothorax."
     common = ["draft", "--findings", findings, "--backend", "tgi", "--url", instant_server.url,
               "--no-verify"]  # fmt: skip
-    result = radgpt(*common)
+    result = radgpt(*common, "--samples", "3")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Large left pneumothorax.\n"
     assert result.stderr.startswith("method: extractive-fallback (no model candidate of 4 ")

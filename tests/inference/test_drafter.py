@@ -62,7 +62,7 @@ async def test_draft_uses_exemplars_and_carries_safety_flags(
         verify_adapter=False,
     )
     findings = "No pneumothorax. Large right pleural effusion."
-    async with Drafter.from_config(config) as drafter:
+    async with Drafter.from_config(config, samples=3) as drafter:
         assert drafter.k == 2
         draft = await drafter.draft(findings, context={"modality": "CR"})
     # the instant engine answers with the first sentence of the findings ("No

@@ -31,7 +31,13 @@ def test_demo_instant_engine_drafts_every_sample() -> None:
     for row in rows:
         assert set(row) >= {"accession", "findings", "draft", "reference", "status"}
         assert isinstance(row["draft"], str) and row["draft"]
-        assert row["draft"] in str(row["findings"])  # the instant engine is extractive
+        # the instant engine copies the first sentence; when that hides an abnormality the
+        # drafter writes the extractive fallback: either way the draft is the findings' words
+        words = set(str(row["findings"]).lower().replace(".", " ").replace(",", " ").split())
+        draft_words = str(row["draft"]).lower().replace(".", " ").replace(",", " ").split()
+        assert set(draft_words) <= words, row
+        if row["draft"] not in str(row["findings"]):
+            assert row["method"] == "extractive-fallback"
         assert row["reference"] and row["reference"] != row["draft"]
 
 
