@@ -574,6 +574,9 @@ def _report(
             )
         )
 
+    context = _review_context(resource, ctx, patient)
+    # The report's own INDICATION / CLINICAL HISTORY first, else the order's reasonCode.
+    order_indication = context.pop("indication", None)
     report = RadiologyReport(
         source_format="fhir-r4",
         message_id=message_id,
@@ -587,13 +590,13 @@ def _report(
         status=resource.get("status"),
         findings=findings,
         impression=impression,
-        indication=indication or None,
+        indication=indication or order_indication or None,
         interpreter=interpreter,
         observed_at=observed_at,
         reported_at=reported_at,
         sign_off=sign_off,
         warnings=warnings,
-        **_review_context(resource, ctx, patient),
+        **context,
         fhir=FhirOrigin(
             resource_id=resource.get("id"),
             identifiers=identifiers,
