@@ -240,6 +240,9 @@ class DraftDetail(DraftSummary):
     model_id: str
     adapter_version: str | None
     finish_reason: str | None
+    # "model" or "extractive-fallback": no model candidate passed the consistency checks and
+    # the draft lists the report's own positive findings (inference.drafter).
+    method: str = "model"
     published_at: datetime | None
     source: SourceIds
 
@@ -521,6 +524,7 @@ def _detail(
         model_id=draft.model_id,
         adapter_version=draft.adapter_version,
         finish_reason=draft.finish_reason,
+        method=draft.draft_method,
         published_at=draft.published_at,
         source=SourceIds(
             inbound_id=draft.inbound_id,

@@ -481,6 +481,9 @@
       prov.replaceChildren();
       const pairs = [
         ["Model", d.model_id], ["Adapter", (d.adapter_id || "—") + (d.adapter_version ? " " + d.adapter_version : "")],
+        ["Method", d.method === "extractive-fallback"
+          ? "extractive fallback (no model draft passed the consistency checks; the report's own positive findings)"
+          : "model draft (passed the consistency checks)"],
         ["Finish reason", d.finish_reason], ["Source", d.source.source_format + " " + (d.source.source_system || "")],
         ["Message id", d.source.message_id], ["Draft id", d.id], ["Version", d.version],
         ["Preliminary sent", d.published_at ? fmtTime(d.published_at) : "no"],

@@ -24,7 +24,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer
 
 from inference.safety import SafetyFlag
-from inference.types import Draft
+from inference.types import Draft, DraftMethod
 from integration import store
 from integration.auth import TokenVerifier, mint_dev_token
 from integration.broker import free_port
@@ -101,6 +101,7 @@ async def insert_pending(
     adapter_id: str = "radiology",
     flags: Sequence[Any] = (),
     report: RadiologyReport | None = None,
+    method: DraftMethod = "model",
 ) -> str:
     """Store a pending AI draft the way the pipeline does; returns the draft id."""
     accession = accession or f"XR{uuid.uuid4().hex[:10].upper()}"
@@ -116,6 +117,7 @@ async def insert_pending(
         finish_reason="eos_token",
         backend="local",
         safety_flags=tuple(flags),
+        method=method,
     )
     async with db.sessions() as session:
         inbound = await store.record_inbound(

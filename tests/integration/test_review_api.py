@@ -214,6 +214,7 @@ async def test_list_and_view_drafts(http: httpx.AsyncClient, db: Database, token
     assert detail["safety_flags"][0]["kind"] == "laterality_conflict"
     assert detail["safety_flags"][0]["severity"] == "critical"
     assert detail["model_id"] and detail["adapter_id"] == "radiology"
+    assert detail["method"] == "model"
     assert detail["source"]["source_format"] == "hl7v2" and detail["source"]["message_id"]
     viewed = await _events(db, action="viewed", entity_id=draft_id)
     assert viewed[0].patient_id == "MRN-77" and viewed[0].accession == accession
@@ -652,3 +653,14 @@ async def test_listed_events_carry_each_patient_and_audit_search_uses_the_body(
     queried = await _events(db, actor="officer-post", action="queried")
     assert queried[0].details["filters"]["patient_id"] == mrn_a
     assert all("patient" not in str(e.details.get("path", "")) for e in queried)
+
+
+async def test_an_extractive_fallback_says_so_in_the_draft_detail(
+    http: httpx.AsyncClient, db: Database, tokens: Tokens
+) -> None:
+    draft_id = await insert_pending(
+        db, draft_text="Small right pleural effusion.", method="extractive-fallback"
+    )
+    headers = tokens.headers("radiologist", "dr-fallback")
+    detail = (await http.get(f"/api/drafts/{draft_id}", headers=headers)).json()
+    assert detail["method"] == "extractive-fallback"
