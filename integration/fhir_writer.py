@@ -330,7 +330,16 @@ def build_preliminary_bundle(
         "target": [{"reference": report_url}],
         "occurredDateTime": _instant(draft.drafted_at),
         "recorded": _instant(now),
-        "reason": [{"coding": [dict(AIAST)], "text": "AI-drafted impression"}],
+        "reason": [
+            {
+                "coding": [dict(AIAST)],
+                "text": (
+                    f"AI-drafted impression. {draft.fallback_notice}"
+                    if draft.fallback_notice
+                    else "AI-drafted impression"
+                ),
+            }
+        ],
         "activity": {"coding": [{"system": _DATA_OPERATION, "code": "CREATE"}]},
         "agent": [
             {

@@ -200,6 +200,19 @@ class DraftProvenance(_Frozen):
     adapter_id: str
     adapter_version: str | None = None
     drafted_at: datetime
+    # "extractive-fallback": no model candidate passed the consistency checks; the
+    # impression lists the report's own positive findings (inference.drafter).
+    method: Literal["model", "extractive-fallback"] = "model"
+
+    @property
+    def fallback_notice(self) -> str:
+        """The sentence every write-back of a fallback draft carries ("" for model drafts)."""
+        if self.method != "extractive-fallback":
+            return ""
+        return (
+            "Extractive fallback: no model draft passed the consistency checks; the impression "
+            "lists the report's own positive findings."
+        )
 
 
 class Approval(_Frozen):

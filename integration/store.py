@@ -442,4 +442,5 @@ def provenance_of(draft: DraftRecord) -> DraftProvenance:
         adapter_id=draft.adapter_id or "",
         adapter_version=draft.adapter_version,
         drafted_at=draft.created_at,
+        method="extractive-fallback" if draft.draft_method == "extractive-fallback" else "model",
     )

@@ -323,3 +323,33 @@ def test_refused_input_can_still_be_acknowledged(name: str) -> None:
     assert_strict(ack)
     msa = Er7Message.parse(ack).segments[1]
     assert (msa.field(1), msa.field(2)) == ("AR", "TR-0001")
+
+
+def test_an_extractive_fallback_draft_says_so_in_the_preliminary() -> None:
+    from datetime import UTC, datetime
+
+    from integration.codec import parse_message
+    from integration.fhir_writer import build_preliminary_bundle
+    from integration.hl7_writer import build_preliminary_oru
+    from integration.report import DraftProvenance
+
+    raw = (DATA / "hl7" / "oru_v251_findings_only.hl7").read_bytes()
+    report = parse_message(raw)[0]
+    at = datetime(2025, 1, 2, 3, 4, tzinfo=UTC)
+    fallback = DraftProvenance(
+        draft_id="d-1", model_id="m", adapter_id="radiology", drafted_at=at,
+        method="extractive-fallback",
+    )  # fmt: skip
+    model = fallback.model_copy(update={"method": "model"})
+    er7 = build_preliminary_oru(report, "Small right pleural effusion.", fallback, now=at)
+    assert "Extractive fallback: no model draft passed the consistency checks" in er7
+    plain = build_preliminary_oru(report, "Small right pleural effusion.", model, now=at)
+    assert "Extractive fallback" not in plain
+    bundle = build_preliminary_bundle(report, "Small right pleural effusion.", fallback, now=at)
+    reasons = [
+        r["text"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Provenance"
+        for r in e["resource"]["reason"]
+    ]
+    assert reasons and all("Extractive fallback" in t for t in reasons)
