@@ -6,7 +6,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from review_helpers import ReviewServer, Tokens, create_pg_database, drop_pg_database, migrate
+from review_helpers import (
+    ARGS,
+    CHROMIUM,
+    ReviewServer,
+    Tokens,
+    create_pg_database,
+    drop_pg_database,
+    migrate,
+)
 
 from integration.auth import TokenVerifier
 from integration.db import Database, open_database, upgrade_database
@@ -82,3 +90,17 @@ async def db(backend_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.dispose()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[object]:
+    from playwright.async_api import async_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("chromium missing: run scripts/setup-browser.sh (apt-get install chromium)")
+    async with async_playwright() as pw:
+        instance = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield instance
+        finally:
+            await instance.close()

@@ -39,6 +39,19 @@ from integration.settings import KafkaSettings, PipelineSettings, TopicSettings
 
 PG_ADMIN_URL = os.environ.get("RADGPT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
+# Debian chromium for the browser tests (scripts/setup-browser.sh installs it).
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
 
 def oru(
     accession: str,

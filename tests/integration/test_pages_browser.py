@@ -9,7 +9,6 @@ Screenshots are written to ``artifacts/screenshots/``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,16 +27,6 @@ from integration.settings import KafkaSettings, TopicSettings
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
@@ -45,20 +34,6 @@ SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 def topics() -> TopicSettings:
     suffix = uuid.uuid4().hex[:8]
     return TopicSettings(hl7_out=f"test.pages.hl7.{suffix}", fhir_out=f"test.pages.fhir.{suffix}")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[object]:
-    from playwright.async_api import async_playwright
-
-    if not CHROMIUM.exists():
-        pytest.fail("chromium missing: run scripts/setup-browser.sh (apt-get install chromium)")
-    async with async_playwright() as pw:
-        instance = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield instance
-        finally:
-            await instance.close()
 
 
 async def _sign_in(page: object, url: str, token: str) -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from review_helpers import ReviewServer, Tokens, consume_all, insert_pending, oru, report_for
-from test_pages_browser import ARGS, CHROMIUM, SHOTS, _sign_in
+from test_pages_browser import SHOTS, _sign_in
 
 from inference.safety import check_draft
 from integration.audit import AuditFilters, PageRequest, query_events
@@ -44,20 +43,6 @@ def topics() -> TopicSettings:
         fhir_out=f"test.rb.fhir.{suffix}",
         dead_letter=f"test.rb.dlq.{suffix}",
     )
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[object]:
-    from playwright.async_api import async_playwright
-
-    if not CHROMIUM.exists():
-        pytest.fail("chromium missing: run scripts/setup-browser.sh (apt-get install chromium)")
-    async with async_playwright() as pw:
-        instance = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield instance
-        finally:
-            await instance.close()
 
 
 def _backend(url: str) -> str:

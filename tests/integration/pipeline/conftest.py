@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from integration.broker import free_port
 from integration.db import Database, open_database, upgrade_database
+from integration.service import serve
 from integration.settings import (
     ApiSettings,
     DatabaseSettings,
@@ -236,3 +237,22 @@ async def publish(bootstrap: str, messages: list[tuple[str, bytes | None, bytes]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+@pytest.fixture
+async def running(
+    db_url: str, kafka_broker: str, model_server: ModelServer
+) -> AsyncIterator[Settings]:
+    """`radgpt serve` against the test broker, database and model server, until the test ends."""
+    settings = make_settings(kafka_broker, db_url, model_server.url, max_in_flight=8)
+    stop = asyncio.Event()
+    started = asyncio.Event()
+    task = asyncio.create_task(
+        serve(settings, migrate=True, stop=stop, on_started=lambda *_: started.set())
+    )
+    await asyncio.wait_for(started.wait(), 60)
+    try:
+        yield settings
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)

@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,10 +18,9 @@ from integration.audit import AuditFilters, PageRequest, query_events, verify_ch
 from integration.db import AuditEntry, Database, DraftRecord, InboundMessage
 from integration.demo import SampleReport, build_diagnostic_report, build_oru
 from integration.publisher import control_id_for
-from integration.service import serve
 from integration.settings import Settings
 
-from .conftest import ModelServer, make_settings, publish, read_outputs
+from .conftest import publish, read_outputs
 
 NOW = datetime(2025, 3, 4, 10, 30, tzinfo=UTC)
 
@@ -45,24 +43,6 @@ def final_oru(report: SampleReport, impression: str, control: str) -> bytes:
     er7 = build_oru(report, now=NOW).decode().replace(report.control_id, control, 1)
     er7 = er7.replace("||RAD|P", "||RAD|F")
     return (er7 + f"OBX|9|TX|19005-8^Impression^LN|1|{impression}||||||F\r").encode()
-
-
-@pytest.fixture
-async def running(
-    db_url: str, kafka_broker: str, model_server: ModelServer
-) -> AsyncIterator[Settings]:
-    settings = make_settings(kafka_broker, db_url, model_server.url, max_in_flight=8)
-    stop = asyncio.Event()
-    started = asyncio.Event()
-    task = asyncio.create_task(
-        serve(settings, migrate=True, stop=stop, on_started=lambda *_: started.set())
-    )
-    await asyncio.wait_for(started.wait(), 60)
-    try:
-        yield settings
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
 
 
 async def _wait_inbound(database: Database, count: int, timeout_s: float = 60.0) -> None:

@@ -6,18 +6,15 @@ identity-less messages are dead-lettered with the reason, never drafted."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from integration.db import Database, DraftRecord, InboundMessage
 from integration.hl7_reader import Er7Message, decode_message
-from integration.service import serve
 from integration.settings import Settings
 
-from .conftest import ModelServer, make_settings, publish, read_outputs
+from .conftest import publish, read_outputs
 
 # Chest radiographs: inside the shipped adapter's scope.
 GOOD_HL7 = ["oru_v251_8859_2.hl7", "oru_v251_8859_15.hl7"]
@@ -31,24 +28,6 @@ POISON = {
     "fhir/bad_no_identity.json": b"MissingIdentityError",
     "fhir/bad_nul_in_conclusion.json": b"ControlCharacterError",
 }
-
-
-@pytest.fixture
-async def running(
-    db_url: str, kafka_broker: str, model_server: ModelServer
-) -> AsyncIterator[Settings]:
-    settings = make_settings(kafka_broker, db_url, model_server.url, max_in_flight=8)
-    stop = asyncio.Event()
-    started = asyncio.Event()
-    task = asyncio.create_task(
-        serve(settings, migrate=True, stop=stop, on_started=lambda *_: started.set())
-    )
-    await asyncio.wait_for(started.wait(), 60)
-    try:
-        yield settings
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
 
 
 async def test_real_feed_shapes_and_refused_input(
