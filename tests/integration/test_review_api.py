@@ -553,10 +553,15 @@ async def test_critical_flags_must_be_acknowledged_and_text_must_be_what_was_rev
     assert event.details["attestation"] == ATTESTATION and event.details["communications"] == 1
     comm = (await _events(db, entity_id=draft_id, action="communicated"))[0]
     assert comm.patient_id == "MRN-ACK" and comm.details["recipient"] == "Dr Lee, ED"
-    final = parse_message((await consume_all(kafka, topics.hl7_out, key=accession.encode()))[0][1])
+    raw_final = (await consume_all(kafka, topics.hl7_out, key=accession.encode()))[0][1]
+    final = parse_message(raw_final)
     assert final[0].impression is not None
     assert final[0].impression.startswith("Small right pleural effusion.")
-    assert "Critical result communicated to Dr Lee, ED by telephone" in final[0].impression
+    # the communication is written into the final report's impression OBX; a reader files
+    # such a line under sign_off (it is not part of the clinical impression)
+    line = "Critical result communicated to Dr Lee, ED by telephone"
+    assert line.encode() in raw_final
+    assert any(s.startswith(line) for s in final[0].sign_off), final[0].sign_off
     assert (await _draft_row(db, draft_id)).final_text == text  # the radiologist's own text
     late = await http.post(
         f"/api/drafts/{draft_id}/communications",
