@@ -20,6 +20,7 @@ __all__ = [
     "NORMAL_IMPRESSION",
     "PositiveFinding",
     "extractive_impression",
+    "finding_hints",
     "positive_findings",
 ]
 
@@ -104,6 +105,35 @@ def _tidy(clause: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
+def _ordered(items: list[PositiveFinding]) -> list[PositiveFinding]:
+    """Critical findings first, then the other reportable ones, then incidental ones."""
+    return (
+        [f for f in items if f.critical]
+        + [f for f in items if not f.critical and not f.incidental]
+        + [f for f in items if not f.critical and f.incidental]
+    )
+
+
+def finding_hints(findings: str, *, max_items: int = 6) -> list[str]:
+    """The positive clauses of ``findings`` as short lines for a prompt's hint block.
+
+    Same order as :func:`extractive_impression` (critical, reportable, incidental), one
+    line per clause, incidental ones marked ``(incidental)``; empty when nothing is
+    asserted.  Training and inference build the block from this one function.
+    """
+    lines: list[str] = []
+    seen: set[str] = set()
+    for item in _ordered(positive_findings(findings)):
+        text = _tidy(item.clause)
+        if not text or text in seen:
+            continue
+        seen.add(text)
+        lines.append(f"{text} (incidental)" if item.incidental and not item.critical else text)
+        if len(lines) >= max_items:
+            break
+    return lines
+
+
 def extractive_impression(findings: str, *, max_items: int = 4) -> str:
     """A short impression made only of this report's own positive clauses.
 
@@ -114,11 +144,7 @@ def extractive_impression(findings: str, *, max_items: int = 4) -> str:
     items = positive_findings(findings)
     if not items:
         return NORMAL_IMPRESSION
-    ordered = (
-        [f for f in items if f.critical]
-        + [f for f in items if not f.critical and not f.incidental]
-        + [f for f in items if not f.critical and f.incidental]
-    )
+    ordered = _ordered(items)
     reportable = [f for f in ordered if not f.incidental or f.critical]
     chosen = reportable or ordered
     clauses: list[str] = []

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .findings import finding_hints
+
 __all__ = ["PromptTemplate", "Prompter", "normalise_text"]
 
 _WS = re.compile(r"\s+")
@@ -40,6 +42,11 @@ class PromptTemplate:
     context_line: str
     response_split: str
     stop: tuple[str, ...]
+    #: Optional hint block listing the positive findings (``{lines}``), and what it says
+    #: when there are none; a template without ``{positives}`` in its prompt has no block.
+    positives_block: str = ""
+    positive_line: str = "- {finding}"
+    no_positives: str = ""
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> PromptTemplate:
@@ -62,9 +69,14 @@ class PromptTemplate:
             }
         except KeyError as exc:
             raise ValueError(f"prompt template is missing key {exc.args[0]!r}") from exc
+        for key in ("positives_block", "positive_line", "no_positives"):
+            if key in data:
+                fields[key] = data[key]
         for key, value in fields.items():
             if not isinstance(value, str):
                 raise ValueError(f"prompt template key {key!r} must be a string")
+        if "{positives}" in str(fields["prompt"]) and not fields.get("positives_block"):
+            raise ValueError("prompt template uses {positives} but has no 'positives_block'")
         return cls(stop=tuple(stop), **fields)  # type: ignore[arg-type]
 
 
@@ -120,12 +132,27 @@ class Prompter:
             if items:
                 lines = "\n".join(t.context_line.format(key=k, value=v) for k, v in items)
                 context_text = t.context_block.format(lines=lines)
-        return t.prompt.format(
-            instruction=t.instruction,
-            examples=examples_text,
-            context=context_text,
-            findings=findings_text,
-        )
+        fields = {
+            "instruction": t.instruction,
+            "examples": examples_text,
+            "context": context_text,
+            "findings": findings_text,
+        }
+        if "{positives}" in t.prompt:
+            fields["positives"] = self.positives(findings_text)
+        return t.prompt.format(**fields)
+
+    def positives(self, findings: str) -> str:
+        """The template's hint block: this report's positive findings, one per line
+        (:func:`inference.findings.finding_hints`), or ``no_positives`` when none."""
+        t = self.template
+        if not t.positives_block:
+            return ""
+        hints = finding_hints(findings)
+        if not hints:
+            return t.no_positives
+        lines = "\n".join(t.positive_line.format(finding=h) for h in hints)
+        return t.positives_block.format(lines=lines)
 
     def completion(self, impression: str) -> str:
         """The training target that follows the prompt (the trainer appends the EOS token)."""

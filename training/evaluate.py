@@ -15,6 +15,7 @@ and includes length and clinical-consistency (safety check) rates.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Sequence
@@ -74,7 +75,9 @@ class Prediction:
     when set, so files of older runs read and verify unchanged: ``method`` (how the draft
     was made: ``model`` when absent, or ``extractive-fallback``), ``flags`` (the safety
     flags stored with the draft, as JSON objects), ``exemplars`` (the exemplar impressions
-    the prompt contained) and ``candidates`` (how many candidates were generated).
+    the prompt contained), ``candidates`` (how many candidates were generated) and
+    ``greedy`` (the greedy candidate, stored when the draft is not that candidate, so one
+    verify-mode run also scores plain greedy drafting: system ``model (greedy)``).
     """
 
     idx: int | str
@@ -85,6 +88,7 @@ class Prediction:
     flags: tuple[dict[str, Any], ...] | None = None
     exemplars: tuple[str, ...] | None = None
     candidates: int | None = None
+    greedy: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -101,6 +105,8 @@ class Prediction:
             row["exemplars"] = list(self.exemplars)
         if self.candidates is not None:
             row["candidates"] = self.candidates
+        if self.greedy is not None:
+            row["greedy"] = self.greedy
         return row
 
     @classmethod
@@ -132,6 +138,9 @@ class Prediction:
             isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1
         ):
             raise TypeError("candidates must be a positive integer")
+        greedy = row.get("greedy")
+        if greedy is not None and not isinstance(greedy, str):
+            raise TypeError("greedy must be a string")
         return cls(
             idx,
             inputs,
@@ -141,6 +150,7 @@ class Prediction:
             flags=None if flags is None else tuple(flags),
             exemplars=None if exemplars is None else tuple(exemplars),
             candidates=candidates,
+            greedy=greedy,
         )
 
 
@@ -256,6 +266,7 @@ def predict_verified(
             for idx, findings, target in bar:
                 draft = await drafter.draft(findings, scope=scope)
                 fallbacks += draft.method != "model"
+                first = drafter.prompter.parse(draft.raw_text, truncated=draft.truncated)
                 bar.set_postfix(fallback=fallbacks)
                 out.append(
                     Prediction(
@@ -264,6 +275,7 @@ def predict_verified(
                         flags=tuple(draft.to_dict()["safety_flags"]),
                         exemplars=tuple(settings.exemplars(findings)),
                         candidates=draft.candidates,
+                        greedy=first if first != draft.text and draft.candidates == 1 else None,
                     )
                 )  # fmt: skip
         finally:
@@ -330,7 +342,12 @@ def verify_predictions(
     if verified:
         samples = max(p.candidates or 1 for p in verified) - 1
         again_rows = predict_verified(model, settings, verified, samples=samples, progress=False)
-        bad.extend((p, a.output) for p, a in zip(verified, again_rows, strict=True) if a != p)
+        # files written before ``greedy`` was stored verify on everything else
+        bad.extend(
+            (p, a.output)
+            for p, a in zip(verified, again_rows, strict=True)
+            if (a if p.greedy is not None else dataclasses.replace(a, greedy=None)) != p
+        )
     return bad
 
 
@@ -395,6 +412,10 @@ def evaluation_report(
     findings = [p.inputs for p in predictions]
     targets = [p.target for p in predictions]
     systems: dict[str, list[str]] = {"model": [p.output for p in predictions]}
+    if any(p.greedy is not None for p in predictions) and all(
+        p.candidates == 1 for p in predictions
+    ):
+        systems["model (greedy)"] = [p.greedy or p.output for p in predictions]
     for answer in CONSTANT_ANSWERS:
         systems[f"constant: {answer}"] = constant_outputs(answer, len(predictions))
     if baseline_index is not None:

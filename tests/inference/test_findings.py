@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from inference.findings import NORMAL_IMPRESSION, extractive_impression, positive_findings
+from inference.findings import (
+    NORMAL_IMPRESSION,
+    extractive_impression,
+    finding_hints,
+    positive_findings,
+)
 from inference.safety import check_draft
 
 
@@ -112,3 +117,25 @@ def test_at_most_max_items_clauses() -> None:
         "Pulmonary edema. Hiatal hernia."
     )
     assert extractive_impression(findings, max_items=2).count(".") == 2
+
+
+def test_finding_hints_put_critical_first_and_mark_incidental_ones() -> None:
+    findings = (
+        "Calcified granuloma in the right upper lobe. Small left pleural effusion. "
+        "There is a large right pneumothorax. No focal consolidation."
+    )
+    assert finding_hints(findings) == [
+        "Large right pneumothorax.",
+        "Small left pleural effusion.",
+        "Calcified granuloma in the right upper lobe. (incidental)",
+    ]
+
+
+def test_finding_hints_of_a_normal_report_are_empty() -> None:
+    findings = "Heart size is normal. The lungs are clear. No pleural effusion or pneumothorax."
+    assert finding_hints(findings) == []
+
+
+def test_finding_hints_stop_at_max_items() -> None:
+    findings = "Cardiomegaly. Left effusion. Right effusion. Pulmonary edema. Hiatal hernia."
+    assert len(finding_hints(findings, max_items=3)) == 3

@@ -123,3 +123,35 @@ def test_template_missing_key_is_an_error() -> None:
 def test_template_stop_must_be_strings() -> None:
     with pytest.raises(ValueError, match="'stop' must be a list of strings"):
         PromptTemplate.from_json({"stop": [1]})
+
+
+def test_v2_lists_the_positive_findings_before_the_exemplars() -> None:
+    v2 = Prompter.load("radiology-v2")
+    findings = "Heart size normal. Moderate right pleural effusion. No pneumothorax."
+    prompt = v2.build(findings, examples=["No acute disease."])
+    assert prompt == (
+        "### Instruction:\nDerive the impression from findings in the radiology report.\n\n"
+        "### Positive findings of this report:\n- Moderate right pleural effusion.\n\n"
+        "### Impressions of similar reports:\n- No acute disease.\n\n"
+        "### Findings:\nHeart size normal. Moderate right pleural effusion. No pneumothorax."
+        "\n\n### Impression:\n"
+    )
+
+
+def test_v2_says_none_when_nothing_is_asserted() -> None:
+    v2 = Prompter.load("radiology-v2")
+    prompt = v2.build("Lungs are clear. No pleural effusion or pneumothorax.")
+    assert "### Positive findings of this report:\n- none\n\n### Findings:" in prompt
+
+
+def test_v1_prompt_has_no_hint_block(prompter: Prompter) -> None:
+    assert "Positive findings" not in prompter.build("Moderate right pleural effusion.")
+
+
+def test_template_using_positives_needs_the_block() -> None:
+    data = json.loads(
+        (Path(__file__).parents[2] / "inference/templates/radiology-v2.json").read_text()
+    )
+    del data["positives_block"]
+    with pytest.raises(ValueError, match="positives_block"):
+        PromptTemplate.from_json(data)

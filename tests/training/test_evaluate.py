@@ -132,6 +132,7 @@ def test_optional_prediction_fields_round_trip_and_old_lines_still_read(tmp_path
         ({"exemplars": "No acute disease."}, "exemplars must be a list of strings"),
         ({"flags": ["omitted_critical"]}, "flags must be a list of objects"),
         ({"candidates": 0}, "candidates must be a positive integer"),
+        ({"greedy": ["x"]}, "greedy must be a string"),
         ({"output": None}, "must be strings"),
         ({"idx": True}, "idx must be"),
     ],
@@ -285,3 +286,31 @@ def test_radgpt_eval_record_stores_the_safety_metrics_without_idx_lists(tmp_path
     assert overall["extractive_fallback"]["rate"] == 0.25
     assert recorded["rougeL"] == 93.75
     assert "93.75" in (adapter / "README.md").read_text()
+
+
+def test_a_verify_run_with_stored_greedy_candidates_also_scores_greedy_drafting() -> None:
+    findings = "Heart size normal. Large right pleural effusion. No pneumothorax."
+    preds = [
+        Prediction(
+            1,
+            findings,
+            "Large right pleural effusion.",
+            "Large right pleural effusion.",
+            method="extractive-fallback",
+            candidates=1,
+            greedy="No acute cardiopulmonary abnormality.",
+        ),
+        Prediction(
+            2, "Lungs are clear.", "Normal chest.", "Normal chest.", method="model", candidates=1
+        ),
+    ]
+    report = evaluation_report(preds)
+    assert report["model"]["rougeL"] == 100.0
+    greedy = report["model (greedy)"]
+    assert greedy["rougeL"] < 100.0
+    assert greedy["safety_metrics"]["overall"]["missed_abnormal"]["count"] == 1
+    assert report["model"]["safety_metrics"]["overall"]["missed_abnormal"]["count"] == 0
+    assert Prediction.from_json(preds[0].to_json()) == preds[0]
+    # with sampled candidates the greedy one is not stored: no greedy system
+    sampled = [preds[0], Prediction(2, "Lungs are clear.", "Normal.", "Normal.", candidates=4)]
+    assert "model (greedy)" not in evaluation_report(sampled)
