@@ -215,8 +215,8 @@ async def _cpu_floor(messages: list[tuple[str, bytes, bytes]]) -> float:
     import hashlib
     import json
 
+    from inference.backends.instant import InstantBackend
     from inference.drafter import Drafter
-    from inference.instant_backend import InstantBackend
     from integration.audit import compute_row_hash
     from integration.codec import parse_message
     from integration.fhir_writer import build_preliminary_bundle

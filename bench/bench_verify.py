@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -57,16 +58,18 @@ def bench_checks(rows: list[dict[str, str]], rounds: int) -> dict[str, float]:
 
 
 def bench_candidates(rows: list[dict[str, str]], samples: int) -> dict[str, float]:
-    from inference.engine import ModelEngine
-    from inference.local import LocalBackend, LocalModel
-    from inference.model_store import default_cache_dir, offline_environment, prepare_base_model
+    from inference.backends.local import LocalBackend
+    from inference.model_store import default_cache_dir, prepare_base_model, set_offline
+    from inference.serving.engine import ModelEngine
+    from inference.serving.model import LocalModel
     from inference.types import Sampling
     from training.evaluate import DraftSettings
 
     adapter = REPO / "training" / "adapters" / "radiology"
     settings = DraftSettings.for_adapter(adapter)
-    with offline_environment():
-        model = LocalModel(prepare_base_model(default_cache_dir()), adapter)
+    set_offline(os.environ)
+    cache = default_cache_dir(os.environ.get("XDG_CACHE_HOME"))
+    model = LocalModel(prepare_base_model(cache), adapter)
     backend = LocalBackend(ModelEngine(model), adapter_id="radiology")
     stop = settings.prompter.stop
 

@@ -1,6 +1,10 @@
 """radgpt inference: prompts, backends (TGI, OpenAI-compatible, local), the drafter and the
 embedded model server.
 
+Subpackages: :mod:`inference.backends` (the backend protocol, the factory and the concrete
+backends) and :mod:`inference.serving` (the embedded model, its engine and batcher, the
+model server).  This package never imports ``integration``.
+
 The public names are imported lazily so that ``import inference.errors`` stays cheap.
 """
 
@@ -10,16 +14,17 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .backend import BackendConfig, DraftBackend, create_backend
+    from .backends.base import DraftBackend
+    from .backends.factory import BackendConfig, create_backend
     from .drafter import Drafter
     from .types import Completion, Draft
 
 __all__ = ["BackendConfig", "Completion", "Draft", "DraftBackend", "Drafter", "create_backend"]
 
 _LOCATIONS = {
-    "BackendConfig": "backend",
-    "DraftBackend": "backend",
-    "create_backend": "backend",
+    "BackendConfig": "backends.factory",
+    "DraftBackend": "backends.base",
+    "create_backend": "backends.factory",
     "Drafter": "drafter",
     "Completion": "types",
     "Draft": "types",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .adapters import AdapterInfo, Canary
-from .backend import DraftBackend
+from .backends.base import DraftBackend
 from .errors import AdapterError
 from .prompter import Prompter, normalise_text
 from .types import GenerationRequest
@@ -100,7 +100,7 @@ def chat_canary(
 ) -> dict[str, str]:
     """Greedy chat-template outputs for the canary (``expected_chat``/``base_output_chat``).
 
-    ``model`` is an :class:`inference.local.LocalModel` with ``adapter`` loaded.
+    ``model`` is an :class:`inference.serving.model.LocalModel` with ``adapter`` loaded.
     """
     prompt = model.apply_chat_template([{"role": "user", "content": canary.prompt}])
     outputs: list[str] = []

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from types import TracebackType
 
 from .adapters import AdapterInfo, read_adapter_info, shipped_adapter_dir
-from .backend import BackendConfig, DraftBackend, create_backend
+from .backends.base import DraftBackend
+from .backends.factory import BackendConfig, create_backend
 from .canary import CanaryResult, verify_adapter
 from .choose import Verdict, best_candidate, verify
 from .errors import AdapterError, GenerationFailed, InvalidRequest, OutOfScope

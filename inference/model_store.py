@@ -3,18 +3,17 @@
 ``prepare_base_model`` converts the GGUF file once into a Hugging Face model directory
 (safetensors + tokenizer + chat template) under a cache directory.  Later loads read that
 directory in seconds, and the same directory can be served by TGI or vLLM.  Nothing here
-contacts a model hub: the caller sets the offline flags (see :func:`offline_environment`).
+contacts a model hub: loads are ``local_files_only`` and entry points set the offline flags
+(:func:`set_offline`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import MutableMapping
 from importlib import util as importlib_util
 from pathlib import Path
 
@@ -25,9 +24,9 @@ __all__ = [
     "OFFLINE_ENV",
     "default_cache_dir",
     "find_gguf",
-    "offline_environment",
-    "prepare_base_model",
+        "prepare_base_model",
     "prepared_model_dir",
+    "set_offline",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,29 +45,23 @@ OFFLINE_ENV = {
 }
 
 
-@contextmanager
-def offline_environment() -> Iterator[None]:
-    """Set the Hugging Face offline flags for the duration of a block.
+def set_offline(environ: MutableMapping[str, str]) -> None:
+    """Put the Hugging Face offline flags into ``environ``.
 
-    Entry points call this once around model loading so that no code path can reach a hub;
-    the previous values are restored afterwards.
+    Entry points that load a model in this process call it once, with ``os.environ``,
+    before anything imports huggingface_hub (which reads the flags at import).  Library code
+    never touches the environment: it loads with ``local_files_only=True``.  Processes that
+    talk to a model server through huggingface_hub must not call it (the offline flag
+    refuses every HTTP request, to your own server too).
     """
-    saved = {k: os.environ.get(k) for k in OFFLINE_ENV}
-    os.environ.update(OFFLINE_ENV)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    environ.update(OFFLINE_ENV)
 
 
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/radgpt`` or ``~/.cache/radgpt`` (entry points may override)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "radgpt"
+def default_cache_dir(xdg_cache_home: str | None = None) -> Path:
+    """``<xdg_cache_home>/radgpt`` or ``~/.cache/radgpt``; entry points pass
+    ``$XDG_CACHE_HOME``."""
+    base = Path(xdg_cache_home) if xdg_cache_home else Path.home() / ".cache"
+    return base / "radgpt"
 
 
 def find_gguf() -> Path:
@@ -100,39 +93,43 @@ def prepare_base_model(cache_dir: Path, *, force: bool = False) -> Path:
     if (target / _MARKER).is_file() and not force:
         return target
     gguf_path = find_gguf()
-    with offline_environment():
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-        log.info("converting %s into %s", gguf_path.name, target)
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        loaded = AutoModelForCausalLM.from_pretrained(
-            str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
+    log.info("converting %s into %s", gguf_path.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(gguf_path.parent), gguf_file=gguf_path.name, local_files_only=True
+    )
+    loaded = AutoModelForCausalLM.from_pretrained(
+        str(gguf_path.parent),
+        gguf_file=gguf_path.name,
+        dtype=torch.float32,
+        local_files_only=True,
+    )
+    # A model loaded from GGUF refuses save_pretrained: rebuild a plain Llama and copy.
+    config = loaded.config
+    config.tie_word_embeddings = True
+    model = LlamaForCausalLM(config)  # type: ignore[arg-type]
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise ModelNotAvailable(
+            f"GGUF conversion mismatch: missing={missing[:3]} unexpected={unexpected[:3]}"
         )
-        # A model loaded from GGUF refuses save_pretrained: rebuild a plain Llama and copy.
-        config = loaded.config
-        config.tie_word_embeddings = True
-        model = LlamaForCausalLM(config)  # type: ignore[arg-type]
-        missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
-        missing = [k for k in missing if k != "lm_head.weight"]
-        if missing or unexpected:
-            raise ModelNotAvailable(
-                f"GGUF conversion mismatch: missing={missing[:3]} unexpected={unexpected[:3]}"
-            )
-        model.tie_weights()
-        model.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".prepare-", dir=target.parent))
-        try:
-            model.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            (tmp / _MARKER).write_text(
-                json.dumps({"base_model": BASE_MODEL_ID, "source": gguf_path.name}, indent=2)
-            )
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    model.tie_weights()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".prepare-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _MARKER).write_text(
+            json.dumps({"base_model": BASE_MODEL_ID, "source": gguf_path.name}, indent=2)
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return target

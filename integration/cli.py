@@ -78,7 +78,7 @@ def _register() -> None:
         "integration.cli_codecs",
         "integration.cli_pipeline",
         "integration.cli_review",
-        "inference.cli",
+        "integration.cli_inference",
         "training.cli",
     ):
         try:

@@ -152,11 +152,10 @@ def _fault_gate(
 
 
 def _drafter_from_settings(settings: Settings) -> Any:
-    from inference.backend import BackendConfig
     from inference.drafter import Drafter
 
     return Drafter.from_config(
-        BackendConfig.from_settings(settings.inference),
+        settings.inference.backend_config(),
         samples=settings.inference.samples,
         extra_scopes=tuple(settings.inference.extra_scopes),
     )

@@ -10,10 +10,13 @@ Secrets are :class:`~pydantic.SecretStr` and can also come from files in ``secre
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from inference.backends.factory import BackendConfig
 
 __all__ = [
     "ApiSettings",
@@ -113,6 +116,31 @@ class InferenceSettings(BaseModel):
     samples: int = Field(default=0, ge=0, le=16)
     # Scopes a site has validated beyond the adapter's own ("CT:CHEST", "code:71250").
     extra_scopes: list[str] = Field(default_factory=list)
+
+    def backend_config(self) -> BackendConfig:
+        """These settings as the inference package's :class:`BackendConfig` (the settings
+        are translated here, at the application edge; ``inference`` never reads them)."""
+        from inference.backends.factory import BackendConfig
+        from inference.backends.resilience import ResiliencePolicy
+
+        return BackendConfig(
+            backend=self.backend,
+            url=self.url,
+            adapter=self.adapter or None,
+            model=self.model,
+            api_key=self.api_key.get_secret_value() if self.api_key else None,
+            max_new_tokens=self.max_new_tokens,
+            verify_adapter=self.verify_adapter,
+            adapter_path=self.adapter_path,
+            cache_dir=self.cache_dir,
+            policy=ResiliencePolicy(
+                timeout_s=self.timeout_s,
+                max_retries=self.max_retries,
+                circuit_failure_threshold=self.circuit_failure_threshold,
+                circuit_reset_s=self.circuit_reset_s,
+                max_concurrency=self.max_concurrency,
+            ),
+        )
 
 
 class PipelineSettings(BaseModel):

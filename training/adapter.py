@@ -162,7 +162,7 @@ def compute_canary(
 ) -> dict[str, Any]:
     """Greedy outputs with and without the adapter for the first candidate where they differ.
 
-    ``model`` is an :class:`inference.local.LocalModel` loaded with the adapter.  Raises
+    ``model`` is an :class:`inference.serving.model.LocalModel` loaded with the adapter.  Raises
     ``ValueError`` if the adapter answers like the base model for every candidate.
     """
     for findings in candidates:

@@ -67,6 +67,10 @@ def train_command(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Fine-tune a LoRA adapter (findings -> impression) and install it with its canary."""
+    import os
+
+    from inference.model_store import set_offline
+
     from .config import load_config
     from .pipeline import default_run_name, load_splits, run_training
 
@@ -86,6 +90,7 @@ def train_command(
         seed=seed,
         device=device,
     )
+    set_offline(os.environ)  # this command loads the model itself: never reach a hub
     base_dir = _base_dir(cfg.base_model, cache_dir)
     splits = load_splits(data, fmt, max_examples=max_examples)
     run = run_dir or Path("training/runs") / default_run_name(cfg)

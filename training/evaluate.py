@@ -212,9 +212,9 @@ def _draft(model: Any, settings: DraftSettings, findings: str, use_adapter: bool
 
 
 def _drafter(model: Any, settings: DraftSettings, *, use_adapter: bool, samples: int) -> Any:
+    from inference.backends.local import LocalBackend
     from inference.drafter import Drafter
-    from inference.engine import ModelEngine
-    from inference.local import LocalBackend
+    from inference.serving.engine import ModelEngine
 
     backend = LocalBackend(ModelEngine(model), adapter_id="radiology" if use_adapter else None)
     return Drafter(
@@ -293,7 +293,7 @@ def predict(
     use_adapter: bool = True,
     progress: bool = True,
 ) -> list[Prediction]:
-    """Greedy drafts for ``examples`` with an :class:`inference.local.LocalModel`."""
+    """Greedy drafts for ``examples`` with an :class:`inference.serving.model.LocalModel`."""
     from tqdm import tqdm
 
     out = []
@@ -661,9 +661,12 @@ def eval_command(
     model: Any = None
 
     def load_model() -> Any:
-        from inference.local import LocalModel
-        from inference.model_store import prepare_base_model
+        import os
 
+        from inference.model_store import prepare_base_model, set_offline
+        from inference.serving.model import LocalModel
+
+        set_offline(os.environ)  # this command loads the model itself: never reach a hub
         return LocalModel(prepare_base_model(cache_dir), adapter_dir)
 
     if verify is not None:

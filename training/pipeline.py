@@ -123,7 +123,7 @@ def run_training(
         progress=progress,
     )
     install_adapter(result.adapter_dir, out_dir, index=index)
-    from inference.local import LocalModel
+    from inference.serving.model import LocalModel
 
     local = LocalModel(base_dir, out_dir, adapter_name=adapter_name)
     canary = compute_canary(

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.model_store import offline_environment
-
 from .config import TrainConfig
 from .data import Record
 
@@ -234,154 +232,155 @@ def train(
         raise ValueError(f"no Hugging Face model directory at {base_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with offline_environment():
-        import torch
-        from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-        from safetensors.torch import load_file
-        from tqdm import tqdm
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        random.seed(config.seed)
-        torch.manual_seed(config.seed)
-        dtype = getattr(torch, config.dtype)
-        tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
-        base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype)
-        lora = LoraConfig(
-            task_type="CAUSAL_LM",
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=list(config.target_modules),
-            bias="none",
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    dtype = getattr(torch, config.dtype)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
+    base = AutoModelForCausalLM.from_pretrained(
+            str(base_dir), dtype=dtype, local_files_only=True
         )
-        device = torch.device(
-            config.device
-            if config.device != "auto"
-            else ("cuda" if torch.cuda.is_available() else "cpu")
+    lora = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        bias="none",
+    )
+    device = torch.device(
+        config.device
+        if config.device != "auto"
+        else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    model: Any = get_peft_model(base, lora).to(device)
+    pad_id = tokenizer.pad_token_id
+    batcher = _Batcher(
+        torch, int(pad_id if pad_id is not None else tokenizer.eos_token_id), device
+    )
+
+    items, skipped = tokenize_records(train_records, tokenizer, config.max_length)
+    val_items, _ = tokenize_records(val_records, tokenizer, config.max_length)
+    if not items:
+        raise ValueError("every training record is longer than max_length")
+    lengths = [len(it.input_ids) for it in items]
+    per_epoch = math.ceil(len(items) / config.batch_size)
+    total_micro = max(1, int(per_epoch * config.epochs))
+    total_steps = math.ceil(total_micro / config.grad_accum)
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+        total_micro = min(total_micro, total_steps * config.grad_accum)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    step = 0
+    log_path = run_dir / "log.jsonl"
+    checkpoint = _latest_checkpoint(run_dir) if resume else None
+    if checkpoint is not None:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+        set_peft_model_state_dict(
+            model, load_file(str(checkpoint / "adapter_model.safetensors"))
         )
-        model: Any = get_peft_model(base, lora).to(device)
-        pad_id = tokenizer.pad_token_id
-        batcher = _Batcher(
-            torch, int(pad_id if pad_id is not None else tokenizer.eos_token_id), device
+        optim.load_state_dict(
+            torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location=device)
         )
+        step = int(state["step"])
+        torch.set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=True))
+        log.info("resumed from %s at step %d", checkpoint.name, step)
+    elif not resume and log_path.exists():
+        log_path.unlink()
+    (run_dir / "config.json").write_text(
+        json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8"
+    )
 
-        items, skipped = tokenize_records(train_records, tokenizer, config.max_length)
-        val_items, _ = tokenize_records(val_records, tokenizer, config.max_length)
-        if not items:
-            raise ValueError("every training record is longer than max_length")
-        lengths = [len(it.input_ids) for it in items]
-        per_epoch = math.ceil(len(items) / config.batch_size)
-        total_micro = max(1, int(per_epoch * config.epochs))
-        total_steps = math.ceil(total_micro / config.grad_accum)
-        if max_steps is not None:
-            total_steps = min(total_steps, max_steps)
-            total_micro = min(total_micro, total_steps * config.grad_accum)
+    def write_log(row: dict[str, Any]) -> None:
+        with log_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if on_log is not None:
+            on_log(row)
 
-        params = [p for p in model.parameters() if p.requires_grad]
-        optim = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        step = 0
-        log_path = run_dir / "log.jsonl"
-        checkpoint = _latest_checkpoint(run_dir) if resume else None
-        if checkpoint is not None:
-            state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-            set_peft_model_state_dict(
-                model, load_file(str(checkpoint / "adapter_model.safetensors"))
-            )
-            optim.load_state_dict(
-                torch.load(checkpoint / "optimizer.pt", weights_only=True, map_location=device)
-            )
-            step = int(state["step"])
-            torch.set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=True))
-            log.info("resumed from %s at step %d", checkpoint.name, step)
-        elif not resume and log_path.exists():
-            log_path.unlink()
-        (run_dir / "config.json").write_text(
-            json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8"
+    def save_checkpoint() -> None:
+        ckpt = run_dir / f"checkpoint-{step}"
+        tmp = run_dir / f".tmp-checkpoint-{step}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        _save_adapter(model, tmp, config.base_model_id)
+        torch.save(optim.state_dict(), tmp / "optimizer.pt")
+        torch.save(torch.get_rng_state(), tmp / "rng.pt")
+        (tmp / "trainer_state.json").write_text(
+            json.dumps({"step": step, "total_steps": total_steps}), encoding="utf-8"
         )
+        shutil.rmtree(ckpt, ignore_errors=True)
+        tmp.rename(ckpt)
+        olds = sorted(
+            (p for p in run_dir.glob("checkpoint-*") if p != ckpt),
+            key=lambda p: int(p.name.rsplit("-", 1)[1]),
+        )
+        for old in olds[: max(0, len(olds) - config.keep_checkpoints + 1)]:
+            shutil.rmtree(old, ignore_errors=True)
 
-        def write_log(row: dict[str, Any]) -> None:
-            with log_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
-            if on_log is not None:
-                on_log(row)
-
-        def save_checkpoint() -> None:
-            ckpt = run_dir / f"checkpoint-{step}"
-            tmp = run_dir / f".tmp-checkpoint-{step}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            _save_adapter(model, tmp, config.base_model_id)
-            torch.save(optim.state_dict(), tmp / "optimizer.pt")
-            torch.save(torch.get_rng_state(), tmp / "rng.pt")
-            (tmp / "trainer_state.json").write_text(
-                json.dumps({"step": step, "total_steps": total_steps}), encoding="utf-8"
-            )
-            shutil.rmtree(ckpt, ignore_errors=True)
-            tmp.rename(ckpt)
-            olds = sorted(
-                (p for p in run_dir.glob("checkpoint-*") if p != ckpt),
-                key=lambda p: int(p.name.rsplit("-", 1)[1]),
-            )
-            for old in olds[: max(0, len(olds) - config.keep_checkpoints + 1)]:
-                shutil.rmtree(old, ignore_errors=True)
-
-        # The micro-batch schedule is a pure function of the seed: resuming skips what the
-        # completed optimiser steps consumed.
-        schedule: list[list[int]] = []
-        epoch = 0
-        while len(schedule) < total_micro:
-            schedule.extend(length_batches(lengths, config.batch_size, config.seed + epoch))
-            epoch += 1
-        schedule = schedule[:total_micro]
-        model.train()
-        bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not progress)
-        running: list[float] = []
-        last_loss = float("nan")
-        val_loss: float | None = None
-        micro = step * config.grad_accum
-        while step < total_steps and micro < total_micro:
-            group = schedule[micro : micro + config.grad_accum]
-            micro += len(group)
-            batches = [batcher([items[i] for i in b]) for b in group]
-            n_targets = sum(int((lab[:, 1:] != IGNORE).sum()) for _, _, lab in batches)
-            total_loss = 0.0
-            for ids, mask, labels in batches:
-                loss, _ = _target_loss(model, torch, ids, mask, labels)
-                (loss / n_targets).backward()
-                total_loss += float(loss.detach())
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            factor = lr_factor(step, total_steps, config.warmup_steps, config.min_lr_ratio)
-            for param_group in optim.param_groups:
-                param_group["lr"] = config.learning_rate * factor
-            optim.step()
-            optim.zero_grad(set_to_none=True)
-            step += 1
-            last_loss = total_loss / n_targets
-            running.append(last_loss)
-            bar.update(1)
-            bar.set_postfix(loss=f"{sum(running[-20:]) / len(running[-20:]):.3f}")
-            row: dict[str, Any] = {
-                "step": step,
-                "loss": round(last_loss, 5),
-                "lr": optim.param_groups[0]["lr"],
-                "tokens": n_targets,
-                "elapsed_s": round(time.perf_counter() - started, 1),
-            }
-            if step % config.save_every == 0 or step == total_steps:
-                if val_items:
-                    val_loss = _evaluate_loss(model, torch, batcher, val_items, config.batch_size)
-                    row["val_loss"] = round(val_loss, 5)
-                write_log(row)
-                save_checkpoint()
-            elif step % config.log_every == 0:
-                write_log(row)
-        bar.close()
-        adapter_dir = run_dir / "adapter"
-        shutil.rmtree(adapter_dir, ignore_errors=True)
-        _save_adapter(model, adapter_dir, config.base_model_id)
-        if log_path.is_file():
-            plot_loss_curve(log_path, run_dir / "loss.png", title=config.name)
+    # The micro-batch schedule is a pure function of the seed: resuming skips what the
+    # completed optimiser steps consumed.
+    schedule: list[list[int]] = []
+    epoch = 0
+    while len(schedule) < total_micro:
+        schedule.extend(length_batches(lengths, config.batch_size, config.seed + epoch))
+        epoch += 1
+    schedule = schedule[:total_micro]
+    model.train()
+    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", disable=not progress)
+    running: list[float] = []
+    last_loss = float("nan")
+    val_loss: float | None = None
+    micro = step * config.grad_accum
+    while step < total_steps and micro < total_micro:
+        group = schedule[micro : micro + config.grad_accum]
+        micro += len(group)
+        batches = [batcher([items[i] for i in b]) for b in group]
+        n_targets = sum(int((lab[:, 1:] != IGNORE).sum()) for _, _, lab in batches)
+        total_loss = 0.0
+        for ids, mask, labels in batches:
+            loss, _ = _target_loss(model, torch, ids, mask, labels)
+            (loss / n_targets).backward()
+            total_loss += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        factor = lr_factor(step, total_steps, config.warmup_steps, config.min_lr_ratio)
+        for param_group in optim.param_groups:
+            param_group["lr"] = config.learning_rate * factor
+        optim.step()
+        optim.zero_grad(set_to_none=True)
+        step += 1
+        last_loss = total_loss / n_targets
+        running.append(last_loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(running[-20:]) / len(running[-20:]):.3f}")
+        row: dict[str, Any] = {
+            "step": step,
+            "loss": round(last_loss, 5),
+            "lr": optim.param_groups[0]["lr"],
+            "tokens": n_targets,
+            "elapsed_s": round(time.perf_counter() - started, 1),
+        }
+        if step % config.save_every == 0 or step == total_steps:
+            if val_items:
+                val_loss = _evaluate_loss(model, torch, batcher, val_items, config.batch_size)
+                row["val_loss"] = round(val_loss, 5)
+            write_log(row)
+            save_checkpoint()
+        elif step % config.log_every == 0:
+            write_log(row)
+    bar.close()
+    adapter_dir = run_dir / "adapter"
+    shutil.rmtree(adapter_dir, ignore_errors=True)
+    _save_adapter(model, adapter_dir, config.base_model_id)
+    if log_path.is_file():
+        plot_loss_curve(log_path, run_dir / "loss.png", title=config.name)
     # Mean over the last steps (the last one alone is noisy).
     tail = running[-20:] if running else [last_loss]
     return TrainResult(

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from inference_helpers import InstantServer, ThreadServer
 
-from inference.engine import ModelEngine
-from inference.local import LocalModel
 from inference.prompter import Prompter
+from inference.serving.engine import ModelEngine
+from inference.serving.model import LocalModel
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY_FINDINGS = (
@@ -118,7 +118,7 @@ class ModelServer:
 @pytest.fixture(scope="session")
 def model_server(local_model: LocalModel) -> Iterator[ModelServer]:
     """``serve-model`` with the real embedded model and the test adapters (uvicorn thread)."""
-    from inference.server import ServerLimits, create_app
+    from inference.serving.server import ServerLimits, create_app
 
     engine = ModelEngine(local_model, window_s=0.05)
     app = create_app(engine, ServerLimits(max_input_tokens=512, max_total_tokens=640))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from inference.batching import DynamicBatcher
+from inference.serving.batching import DynamicBatcher
 from inference.types import Generation, GenerationRequest
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from inference_helpers import InstantServer
 
-from inference.backend import BackendConfig
+from inference.backends.factory import BackendConfig
+from inference.backends.instant import InstantBackend
 from inference.drafter import Drafter
 from inference.errors import AdapterError
-from inference.instant_backend import InstantBackend
 from inference.retrieval import Exemplar, ExemplarIndex, Hit
 from inference.safety import SafetyFlag
 

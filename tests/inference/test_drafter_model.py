@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from inference.adapters import read_adapter_info, shipped_adapter_dir
+from inference.backends.local import LocalBackend
 from inference.drafter import Drafter
-from inference.engine import ModelEngine
 from inference.errors import OutOfScope
-from inference.local import LocalBackend, LocalModel
 from inference.retrieval import ExemplarIndex
 from inference.safety import find_mentions
+from inference.serving.engine import ModelEngine
+from inference.serving.model import LocalModel
 
 
 @pytest.fixture(scope="module")

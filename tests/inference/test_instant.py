@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from inference.instant import InstantEngine, extract_impression
 from inference.prompter import Prompter
+from inference.serving.instant import InstantEngine, extract_impression
 from inference.types import GenerationRequest
 
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from inference.backend import BackendConfig, DraftBackend, create_backend
+from inference.backends.base import DraftBackend
+from inference.backends.factory import BackendConfig, create_backend
+from inference.backends.instant import InstantBackend
 from inference.drafter import Drafter
-from inference.instant import INSTANT_MODEL_ID
-from inference.instant_backend import InstantBackend
+from inference.serving.instant import INSTANT_MODEL_ID
 from integration.settings import InferenceSettings
 
 
 def test_settings_select_the_instant_backend_without_a_url() -> None:
-    config = BackendConfig.from_settings(
-        InferenceSettings(backend="instant", url="unused", verify_adapter=False)
-    )
+    config = InferenceSettings(
+        backend="instant", url="unused", verify_adapter=False
+    ).backend_config()
     backend = create_backend(config)
     assert isinstance(backend, InstantBackend)
     assert isinstance(backend, DraftBackend)

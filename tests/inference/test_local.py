@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from inference.errors import AdapterError
-from inference.local import LocalModel
 from inference.prompter import Prompter
+from inference.serving.model import LocalModel
 from inference.types import GenerationRequest
 
 FINDINGS = [

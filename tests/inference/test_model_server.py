@@ -13,13 +13,14 @@ from conftest import CANARY_TOKENS, ModelServer
 from huggingface_hub import AsyncInferenceClient
 
 from inference.adapters import read_adapter_info
-from inference.backend import BackendConfig
+from inference.backends.factory import BackendConfig
+from inference.backends.local import LocalBackend
+from inference.backends.tgi import TgiBackend
 from inference.canary import verify_adapter
 from inference.drafter import Drafter
 from inference.errors import AdapterError, InvalidRequest
-from inference.local import LocalBackend, LocalModel
 from inference.prompter import Prompter
-from inference.tgi import TgiBackend
+from inference.serving.model import LocalModel
 from inference.types import Draft
 
 FINDINGS = "There is a large right pleural effusion. No pneumothorax."

@@ -10,6 +10,13 @@ import pytest
 from huggingface_hub import errors as hf_errors
 from inference_helpers import InstantServer, free_port
 
+from inference.backends.resilience import (
+    CircuitBreaker,
+    ResiliencePolicy,
+    ResilientBackend,
+    backoff_delay,
+    map_error,
+)
 from inference.errors import (
     AdapterError,
     BackendFailure,
@@ -20,13 +27,6 @@ from inference.errors import (
     GenerationFailed,
     InferenceError,
     InvalidRequest,
-)
-from inference.resilience import (
-    CircuitBreaker,
-    ResiliencePolicy,
-    ResilientBackend,
-    backoff_delay,
-    map_error,
 )
 from inference.types import BackendName, Completion, Sampling
 
@@ -372,7 +372,7 @@ async def test_probe_without_a_health_check_lets_the_next_call_through_now() -> 
 async def test_probe_of_a_real_server_closes_the_circuit_on_first_success(
     instant_server: InstantServer,
 ) -> None:
-    from inference.tgi import TgiBackend
+    from inference.backends.tgi import TgiBackend
 
     policy = ResiliencePolicy(circuit_failure_threshold=1, circuit_reset_s=3600, timeout_s=5)
     down = ResilientBackend(TgiBackend(f"http://127.0.0.1:{free_port()}", adapter_id=None), policy)

@@ -14,7 +14,10 @@ from huggingface_hub import AsyncInferenceClient
 from huggingface_hub import errors as hf_errors
 from inference_helpers import InstantServer
 
-from inference.backend import BackendConfig, create_backend
+from inference.backends.factory import BackendConfig, create_backend
+from inference.backends.openai_compat import OpenAIBackend
+from inference.backends.resilience import ResiliencePolicy, ResilientBackend
+from inference.backends.tgi import TgiBackend
 from inference.errors import (
     AdapterError,
     BackendOverloaded,
@@ -23,9 +26,6 @@ from inference.errors import (
     CircuitOpen,
     InvalidRequest,
 )
-from inference.openai_compat import OpenAIBackend
-from inference.resilience import ResiliencePolicy, ResilientBackend
-from inference.tgi import TgiBackend
 
 PROMPT = "### Findings:\nHeart size is normal. Lungs are clear.\n\n### Impression:\n"
 

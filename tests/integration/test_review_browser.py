@@ -139,9 +139,7 @@ async def test_edit_is_marked_diffed_and_survives_token_expiry(
     page = await browser.new_page(viewport={"width": 1280, "height": 1000})
     await _sign_in(page, f"{server.url}/drafts/{draft_id}", tokens.mint("radiologist", "dr-exp"))
     await expect(page.locator("#impression")).to_have_value("Small left pleural effusion.")
-    await expect(page.locator("#impression-label")).to_have_text(
-        "Impression — AI draft (unedited)"
-    )
+    await expect(page.locator("#impression-label")).to_have_text("Impression — AI draft (unedited)")
     mine = "Small right pleural effusion, new since the prior study."
     await page.fill("#impression", mine)
     await expect(page.locator("#impression-label")).to_contain_text("edited by you")
@@ -229,8 +227,8 @@ async def test_reject_withdraws_downstream_and_the_patient_query_lists_everythin
 ) -> None:  # fmt: skip
     from playwright.async_api import Browser, expect
 
+    from inference.backends.instant import InstantBackend
     from inference.drafter import Drafter
-    from inference.instant_backend import InstantBackend
     from integration.kafka_client import ensure_topics, make_producer
     from integration.processor import InboundRecord, Processor
     from integration.publisher import Publisher

@@ -2,7 +2,7 @@
 
 The end-to-end run trains a few steps on a handful of Open-i reports, installs the adapter
 (float16 weights, exemplars, canary, model card), loads it in the embedded backend
-(:class:`inference.local.LocalModel`), resumes from its checkpoint and evaluates it through
+(:class:`inference.serving.model.LocalModel`), resumes from its checkpoint and evaluates it through
 the real ``radgpt`` command line.
 """
 
@@ -151,7 +151,7 @@ def test_tiny_training_writes_a_servable_adapter(tiny_run) -> None:  # type: ign
 def test_embedded_backend_loads_the_adapter_and_reproduces_the_canary(  # type: ignore[no-untyped-def]
     tiny_run, base_model_dir: Path
 ) -> None:
-    from inference.local import LocalModel
+    from inference.serving.model import LocalModel
 
     *_, out_dir = tiny_run
     canary = json.loads((out_dir / "radgpt-adapter.json").read_text())["canary"]

@@ -9,8 +9,8 @@ from typing import Any
 from review_helpers import oru
 from sqlalchemy import select
 
+from inference.backends.instant import InstantBackend
 from inference.drafter import Drafter
-from inference.instant_backend import InstantBackend
 from integration.audit import AuditFilters, query_events
 from integration.db import Database, DraftRecord
 from integration.errors import PublishError

@@ -1,8 +1,8 @@
 """What ``radgpt serve-model`` serves: an engine that turns requests into generations.
 
-* :class:`ModelEngine`: the embedded model (:class:`~inference.local.LocalModel`) behind the
-  :class:`~inference.batching.DynamicBatcher`.
-* :class:`~inference.instant.InstantEngine`: a deterministic, torch-free extractive stand-in
+* :class:`ModelEngine`: the embedded model (:class:`~inference.serving.model.LocalModel`) behind the
+  :class:`~inference.serving.batching.DynamicBatcher`.
+* :class:`~inference.serving.instant.InstantEngine`: a deterministic, torch-free extractive stand-in
   for pipeline benchmarks and smoke tests of a deployment.
 
 Both expose the same limits and adapter names, so the server validates requests the same
@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from .batching import DynamicBatcher
-from .types import Generation, GenerationRequest
+from inference.serving.batching import DynamicBatcher
+from inference.types import Generation, GenerationRequest
 
 if TYPE_CHECKING:
-    from .local import LocalModel
+    from inference.serving.model import LocalModel
 
 __all__ = ["Engine", "ModelEngine"]
 

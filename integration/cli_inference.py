@@ -1,8 +1,9 @@
 """``radgpt model prepare|canary``, ``radgpt serve-model`` and ``radgpt draft``.
 
-Options map to small config dataclasses (:class:`~inference.backend.BackendConfig`,
-:class:`~inference.server.ServerLimits`); defaults for ``draft`` come from the settings
-(``RADGPT_INFERENCE__*``), read once here.  Heavy imports happen inside the commands.
+Options map to small config dataclasses (:class:`~inference.backends.factory.BackendConfig`,
+:class:`~inference.serving.server.ServerLimits`); defaults for ``draft`` come from the settings
+(``RADGPT_INFERENCE__*``), read once here and translated into the inference package's
+configs (``InferenceSettings.backend_config()``).  Heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -17,8 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 if TYPE_CHECKING:
-    from .engine import Engine
-    from .types import Draft
+    from inference.serving.engine import Engine
+    from inference.types import Draft
 
 __all__ = ["parse_pairs", "register"]
 
@@ -45,11 +47,19 @@ def _quiet_model_loading() -> None:
 
 
 def _cache_dir(option: Path | None) -> Path:
-    from integration.settings import Settings
+    from inference.model_store import default_cache_dir
 
-    from .model_store import default_cache_dir
+    from .settings import Settings
 
-    return option or Settings().inference.cache_dir or default_cache_dir()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return option or Settings().inference.cache_dir or default_cache_dir(xdg)
+
+
+def _offline() -> None:
+    """This process loads the model itself: no code path may reach a model hub."""
+    from inference.model_store import set_offline
+
+    set_offline(os.environ)
 
 
 def prepare_command(
@@ -59,8 +69,9 @@ def prepare_command(
     force: Annotated[bool, typer.Option(help="convert again even if present")] = False,
 ) -> None:
     """Convert the embedded base model (SmolLM2-135M GGUF) into a Hugging Face directory."""
-    from .model_store import prepare_base_model
+    from inference.model_store import prepare_base_model
 
+    _offline()
     typer.echo(str(prepare_base_model(_cache_dir(cache_dir), force=force)))
 
 
@@ -73,17 +84,17 @@ def canary_command(
     ] = None,
 ) -> None:
     """Add the chat-template canary (openai backend) to an adapter's radgpt-adapter.json."""
-    from .adapters import METADATA_FILE, read_adapter_info
-    from .canary import chat_canary
-    from .local import LocalModel
-    from .model_store import offline_environment, prepare_base_model
-    from .prompter import Prompter
+    from inference.adapters import METADATA_FILE, read_adapter_info
+    from inference.canary import chat_canary
+    from inference.model_store import prepare_base_model
+    from inference.prompter import Prompter
+    from inference.serving.model import LocalModel
 
     info = read_adapter_info(adapter_path)
+    _offline()
     _quiet_model_loading()
-    with offline_environment():
-        base = base_model_dir or prepare_base_model(_cache_dir(cache_dir))
-        model = LocalModel(base, adapters={"a": adapter_path})
+    base = base_model_dir or prepare_base_model(_cache_dir(cache_dir))
+    model = LocalModel(base, adapters={"a": adapter_path})
     fields = chat_canary(
         model,
         Prompter.load(info.prompt_template),
@@ -99,7 +110,7 @@ def canary_command(
 
 
 def _adapters(pairs: list[str] | None, *, default_adapter: bool) -> dict[str, Path]:
-    from .adapters import SHIPPED_ADAPTER, shipped_adapter_dir
+    from inference.adapters import SHIPPED_ADAPTER, shipped_adapter_dir
 
     adapters = {name: Path(path) for name, path in parse_pairs(pairs, what="--adapter").items()}
     for name, path in adapters.items():
@@ -114,11 +125,11 @@ def _adapters(pairs: list[str] | None, *, default_adapter: bool) -> dict[str, Pa
 
 async def _self_check(engine: Engine, adapters: dict[str, Path]) -> None:
     """Run each adapter's canary against the loaded weights; refuse to serve on mismatch."""
-    from .adapters import METADATA_FILE, read_adapter_info
-    from .canary import verify_adapter
-    from .engine import ModelEngine
-    from .local import LocalBackend
-    from .prompter import Prompter
+    from inference.adapters import METADATA_FILE, read_adapter_info
+    from inference.backends.local import LocalBackend
+    from inference.canary import verify_adapter
+    from inference.prompter import Prompter
+    from inference.serving.engine import ModelEngine
 
     assert isinstance(engine, ModelEngine)
     for name, path in adapters.items():
@@ -162,9 +173,9 @@ def serve_model_command(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve the embedded model over a TGI-compatible HTTP API (/generate, /v1/chat/...)."""
-    from integration.settings import Settings
+    from inference.serving.server import ServerLimits, run_server
 
-    from .server import ServerLimits, run_server
+    from .settings import Settings
 
     api_key: str | None = None
     if require_api_key:
@@ -181,18 +192,18 @@ def serve_model_command(
     adapters = _adapters(adapter, default_adapter=default_adapter)
     served: Engine
     if engine == "instant":
-        from .instant import InstantEngine
+        from inference.serving.instant import InstantEngine
 
         served = InstantEngine(adapters=adapters, delay_s=delay_ms / 1000.0)
     else:
-        from .engine import ModelEngine
-        from .local import LocalModel
-        from .model_store import offline_environment, prepare_base_model
+        from inference.model_store import prepare_base_model
+        from inference.serving.engine import ModelEngine
+        from inference.serving.model import LocalModel
 
+        _offline()
         _quiet_model_loading()
-        with offline_environment():
-            base = base_model_dir or prepare_base_model(_cache_dir(cache_dir))
-            model = LocalModel(base, adapters=adapters, threads=threads)
+        base = base_model_dir or prepare_base_model(_cache_dir(cache_dir))
+        model = LocalModel(base, adapters=adapters, threads=threads)
         served = ModelEngine(
             model, window_s=batch_window_ms / 1000.0, max_batch_size=max_batch_size
         )
@@ -254,14 +265,12 @@ def draft_command(
     """
     from dataclasses import replace
 
-    from integration.settings import Settings
+    from inference.drafter import Drafter
 
-    from .backend import BackendConfig
-    from .drafter import Drafter
-    from .model_store import offline_environment
+    from .settings import Settings
 
     settings = Settings().inference
-    base = BackendConfig.from_settings(settings)
+    base = settings.backend_config()
     # A check by hand: one retry, not the pipeline's backoff (an absent server fails at once).
     policy = replace(base.policy, max_retries=min(base.policy.max_retries, 1))
     policy = policy if timeout is None else replace(policy, timeout_s=timeout)
@@ -295,9 +304,9 @@ def draft_command(
             return await drafter.draft(findings, context=ctx or None, scope=decision)
 
     if config.backend == "local":  # model loading: never reach a hub
+        _offline()
         _quiet_model_loading()
-        with offline_environment():
-            result = asyncio.run(run())
+        result = asyncio.run(run())
     else:  # huggingface_hub in offline mode would refuse the model server too
         result = asyncio.run(run())
     typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.text)
@@ -318,9 +327,9 @@ def _naming_the_server(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        from integration.settings import Settings
+        from inference.errors import BackendUnavailable
 
-        from .errors import BackendUnavailable
+        from .settings import Settings
 
         try:
             command(*args, **kwargs)

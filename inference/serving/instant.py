@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from .types import FinishReason, Generation, GenerationRequest
+from inference.types import FinishReason, Generation, GenerationRequest
 
 __all__ = ["INSTANT_MODEL_ID", "InstantEngine", "extract_impression"]
 

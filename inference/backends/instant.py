@@ -1,4 +1,4 @@
-"""The ``instant`` backend: :class:`~inference.instant.InstantEngine` in-process.
+"""The ``instant`` backend: :class:`~inference.serving.instant.InstantEngine` in-process.
 
 For benchmarks and smoke tests only.  It answers with the first sentence of the findings
 (the same deterministic logic as ``radgpt serve-model --engine instant``) without a model
@@ -12,15 +12,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from .backend import PromptFormat
-from .instant import InstantEngine
-from .types import BackendName, Completion, GenerationRequest, Sampling
+from inference.backends.base import PromptFormat
+from inference.serving.instant import InstantEngine
+from inference.types import BackendName, Completion, GenerationRequest, Sampling
 
 __all__ = ["InstantBackend"]
 
 
 class InstantBackend:
-    """A :class:`~inference.backend.DraftBackend` over the extractive instant engine."""
+    """A :class:`~inference.backends.base.DraftBackend` over the extractive instant engine."""
 
     def __init__(self, *, adapter_id: str | None = None, delay_s: float = 0.0) -> None:
         self._adapter_id = adapter_id

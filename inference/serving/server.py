@@ -39,8 +39,8 @@ from prometheus_client import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
-from .engine import Engine
-from .types import FinishReason, Generation, GenerationRequest
+from inference.serving.engine import Engine
+from inference.types import FinishReason, Generation, GenerationRequest
 
 __all__ = ["ServerLimits", "create_app", "run_server"]
 

@@ -5,8 +5,8 @@ Used by ``radgpt draft --backend local``, the evaluation and ``radgpt serve-mode
 KV cache, per-row stopping, finished rows dropped from the batch); :meth:`LocalModel.generate`
 is the one-prompt case of the same code path.  Greedy decoding is deterministic, so stored
 predictions can be reproduced.  The model is used by one thread at a time (a lock guards
-it); :class:`LocalBackend` runs it in a worker thread behind the dynamic batcher so that the
-event loop is never blocked.
+it); :class:`inference.backends.local.LocalBackend` runs it in a worker thread behind the
+dynamic batcher so that the event loop is never blocked.
 """
 
 from __future__ import annotations
@@ -19,25 +19,13 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import AdapterError, ModelNotAvailable
-from .model_store import BASE_MODEL_ID, offline_environment
-from .types import (
-    BackendName,
-    Completion,
-    FinishReason,
-    Generation,
-    GenerationRequest,
-    Sampling,
-    TokenInfo,
-)
+from inference.errors import AdapterError, ModelNotAvailable
+from inference.model_store import BASE_MODEL_ID
+from inference.types import FinishReason, Generation, GenerationRequest, TokenInfo
 
-if TYPE_CHECKING:
-    from .backend import PromptFormat
-    from .engine import ModelEngine
-
-__all__ = ["FinishReason", "Generation", "LocalBackend", "LocalModel"]
+__all__ = ["LocalModel"]
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +57,26 @@ class LocalModel:
                 raise ModelNotAvailable(
                     f"adapter {name!r}: no peft adapter (adapter_config.json) in {path}"
                 )
-        with offline_environment():
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            if threads:
-                torch.set_num_threads(threads)
-            self._torch = torch
-            self.tokenizer: Any = AutoTokenizer.from_pretrained(str(base_dir))
-            model: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
-            if all_adapters:
-                from peft import PeftModel
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True)
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            str(base_dir), dtype=torch.float32, local_files_only=True
+        )
+        if all_adapters:
+            from peft import PeftModel
 
-                items = iter(all_adapters.items())
-                first_name, first_path = next(items)
-                model = PeftModel.from_pretrained(model, str(first_path), adapter_name=first_name)
-                for name, path in items:
-                    model.load_adapter(str(path), adapter_name=name)
-            model.eval()
-            self.model: Any = model
+            items = iter(all_adapters.items())
+            first_name, first_path = next(items)
+            model = PeftModel.from_pretrained(model, str(first_path), adapter_name=first_name)
+            for name, path in items:
+                model.load_adapter(str(path), adapter_name=name)
+        model.eval()
+        self.model: Any = model
         self.base_dir = base_dir
         self.adapter_dir = adapter_dir
         self.adapters: dict[str, Path] = all_adapters
@@ -269,92 +258,3 @@ def _model_id(base_dir: Path) -> str:
         return str(json.loads(marker.read_text())["base_model"])
     except (OSError, ValueError, KeyError):
         return BASE_MODEL_ID if base_dir.name.startswith("smollm2") else base_dir.name
-
-
-class LocalBackend:
-    """The ``local`` backend: the embedded model in this process, batched in a worker thread."""
-
-    def __init__(self, engine: ModelEngine, *, adapter_id: str | None) -> None:
-        if adapter_id is not None and adapter_id not in engine.adapters:
-            raise AdapterError(
-                f"adapter {adapter_id!r} is not loaded; loaded: {sorted(engine.adapters)}"
-            )
-        self.engine = engine
-        self._adapter_id = adapter_id
-
-    @classmethod
-    def open(
-        cls,
-        *,
-        base_dir: Path | None = None,
-        cache_dir: Path | None = None,
-        adapter: str | None = "radiology",
-        adapter_path: Path | None = None,
-        threads: int | None = None,
-    ) -> LocalBackend:
-        """Load the base model (prepared into ``cache_dir`` if needed) and the adapter.
-
-        Without ``adapter_path`` the shipped adapter is used for the name ``radiology``.
-        """
-        from .adapters import shipped_adapter_dir
-        from .engine import ModelEngine
-        from .model_store import default_cache_dir, prepare_base_model
-
-        if base_dir is None:
-            base_dir = prepare_base_model(cache_dir or default_cache_dir())
-        adapters: dict[str, Path] = {}
-        if adapter is not None:
-            path = adapter_path or (shipped_adapter_dir() if adapter == "radiology" else None)
-            if path is None:
-                raise AdapterError(
-                    f"no adapter directory for {adapter!r}: pass --adapter-path "
-                    "(the shipped adapter training/adapters/radiology is not installed)"
-                )
-            adapters[adapter] = path
-        model = LocalModel(base_dir, adapters=adapters, threads=threads)
-        return cls(ModelEngine(model), adapter_id=adapter)
-
-    @property
-    def name(self) -> BackendName:
-        return "local"
-
-    @property
-    def adapter_id(self) -> str | None:
-        return self._adapter_id
-
-    @property
-    def prompt_format(self) -> PromptFormat:
-        return "raw"
-
-    async def generate(
-        self,
-        prompt: str,
-        *,
-        max_new_tokens: int,
-        stop: Sequence[str],
-        sampling: Sampling | None = None,
-    ) -> Completion:
-        request = GenerationRequest(
-            prompt=prompt,
-            max_new_tokens=max_new_tokens,
-            stop=tuple(stop),
-            adapter_id=self._adapter_id,
-            do_sample=sampling is not None,
-            temperature=sampling.temperature if sampling else None,
-            top_p=sampling.top_p if sampling else None,
-            seed=sampling.seed if sampling else None,
-        )
-        generation = await self.engine.generate(request)
-        return Completion(
-            text=generation.text,
-            model_id=self.engine.model_id,
-            adapter_id=self._adapter_id,
-            prompt_tokens=generation.prompt_tokens,
-            generated_tokens=generation.generated_tokens,
-            finish_reason=generation.finish_reason,
-            backend="local",
-            latency_s=generation.seconds,
-        )
-
-    async def aclose(self) -> None:
-        await self.engine.aclose()

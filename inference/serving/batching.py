@@ -2,10 +2,10 @@
 
 Requests that arrive within a short window (``window_s``, default 30 ms) are generated
 together: grouped by adapter, left-padded, decoded in one batch with per-row stopping
-(:meth:`inference.local.LocalModel.generate_batch`).  One worker thread owns the model; while
-it runs a batch, new requests queue up and form the next batch at once.  On a CPU with few
-cores most of the cost of a decoding step is reading the weights, so a batch of eight costs
-little more than one sequence; this is what makes concurrency pay off (see
+(:meth:`inference.serving.model.LocalModel.generate_batch`).  One worker thread owns the
+model; while it runs a batch, new requests queue up and form the next batch at once.  On a
+CPU with few cores most of the cost of a decoding step is reading the weights, so a batch of
+eight costs little more than one sequence; this is what makes concurrency pay off (see
 ``bench/bench_batching.py``).
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .types import Generation, GenerationRequest
+from inference.types import Generation, GenerationRequest
 
 __all__ = ["BatchFn", "BatchStats", "DynamicBatcher"]
 

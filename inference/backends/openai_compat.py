@@ -16,11 +16,11 @@ import httpx
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub import errors as hf_errors
 
-from .backend import PromptFormat
-from .errors import BackendUnavailable, GenerationFailed
-from .resilience import map_error
-from .tgi import MAX_STOP_SEQUENCES, NO_API_KEY, require_online_client
-from .types import BackendName, Completion, FinishReason, Sampling
+from inference.backends.base import PromptFormat
+from inference.backends.resilience import map_error
+from inference.backends.tgi import MAX_STOP_SEQUENCES, NO_API_KEY, require_online_client
+from inference.errors import BackendUnavailable, GenerationFailed
+from inference.types import BackendName, Completion, FinishReason, Sampling
 
 __all__ = ["OpenAIBackend"]
 

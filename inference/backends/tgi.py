@@ -19,10 +19,10 @@ import httpx
 from huggingface_hub import AsyncInferenceClient, constants
 from huggingface_hub import errors as hf_errors
 
-from .backend import PromptFormat
-from .errors import BackendUnavailable, GenerationFailed, ModelNotAvailable
-from .resilience import map_error
-from .types import BackendName, Completion, FinishReason, Sampling
+from inference.backends.base import PromptFormat
+from inference.backends.resilience import map_error
+from inference.errors import BackendUnavailable, GenerationFailed, ModelNotAvailable
+from inference.types import BackendName, Completion, FinishReason, Sampling
 
 __all__ = ["MAX_STOP_SEQUENCES", "NO_API_KEY", "TgiBackend", "require_online_client"]
 

@@ -5,7 +5,7 @@
   retry the record or dead-letter it).
 * :class:`CircuitBreaker`: closed → open after ``failure_threshold`` consecutive
   retriable failures → half-open after ``reset_s`` (one trial call) → closed on success.
-* :class:`ResilientBackend` wraps any :class:`~inference.backend.DraftBackend` with a
+* :class:`ResilientBackend` wraps any :class:`~inference.backends.base.DraftBackend` with a
   per-attempt timeout, jittered exponential backoff, the breaker and a concurrency limit
   (continuous-batching servers want many requests in flight, but not unboundedly many).
 * :meth:`ResilientBackend.probe` asks the server's health endpoint (``GET /health``) and
@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Literal
 import httpx
 from huggingface_hub import errors as hf_errors
 
-from .errors import (
+from inference.backends.base import DraftBackend, PromptFormat
+from inference.errors import (
     AdapterError,
     BackendFailure,
     BackendOverloaded,
@@ -40,8 +41,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .backend import DraftBackend
-    from .types import BackendName, Completion, Sampling
+    from inference.types import BackendName, Completion, Sampling
 
 __all__ = [
     "CircuitBreaker",
@@ -224,7 +224,8 @@ def _cause(error: InferenceError, exc: BaseException) -> BaseException | None:
 
 
 class ResilientBackend:
-    """A :class:`~inference.backend.DraftBackend` with timeout, retries, breaker and a limit."""
+    """A :class:`~inference.backends.base.DraftBackend` with timeout, retries, breaker and a
+    concurrency limit."""
 
     def __init__(
         self,
@@ -255,7 +256,7 @@ class ResilientBackend:
         return self.inner.adapter_id
 
     @property
-    def prompt_format(self) -> Literal["raw", "chat"]:
+    def prompt_format(self) -> PromptFormat:
         return self.inner.prompt_format
 
     async def generate(
