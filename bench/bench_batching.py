@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from inference.backends.tgi import TgiBackend  # noqa: E402
-from inference.prompter import Prompter  # noqa: E402
+from inference.drafting.prompter import Prompter  # noqa: E402
 from integration.broker import free_port  # noqa: E402
 
 

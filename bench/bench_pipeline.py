@@ -216,7 +216,7 @@ async def _cpu_floor(messages: list[tuple[str, bytes, bytes]]) -> float:
     import json
 
     from inference.backends.instant import InstantBackend
-    from inference.drafter import Drafter
+    from inference.drafting.drafter import Drafter
     from integration.audit import compute_row_hash
     from integration.codec import parse_message
     from integration.fhir_writer import build_preliminary_bundle

@@ -3,7 +3,7 @@
 Synthetic exemplars are Open-i training reports with each sentence kept or, with
 probability 0.5, swapped for a random sentence of another training report (fixed seed), so
 the vocabulary, sentence lengths and phrasing are real and most texts are new.  The queries
-are the Open-i test findings.  For each size it builds :class:`inference.retrieval.
+are the Open-i test findings.  For each size it builds :class:`inference.drafting.retrieval.
 ExemplarIndex` (scipy sparse matrices, pruned exact top-k) and, up to ``--old-max``
 exemplars, the pure-Python index it replaced (``bench/legacy_retrieval.py``) in the same
 run, and prints query p50/p99, build time, the resident memory the index added, the ratios
@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 import legacy_retrieval  # noqa: E402
 
-from inference.retrieval import ExemplarIndex  # noqa: E402
+from inference.drafting.retrieval import ExemplarIndex  # noqa: E402
 
 DATA = Path("/work/shared/data/openi")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")

@@ -2,8 +2,9 @@
 
 Three measurements in one run, each a ratio against a baseline measured in the same run:
 
-1. **Checks** (no model): ``inference.choose.verify`` (``check_draft``) per candidate, against
-   building the prompt for the same report (the per-draft work that was already there).
+1. **Checks** (no model): ``inference.drafting.choose.verify`` (``check_draft``) per
+   candidate, against building the prompt for the same report (the per-draft work that
+   was already there).
 2. **Candidates** (embedded model, CPU): for ``--prompts`` validate reports, the latency of
    the greedy generation alone (the baseline) and of greedy followed by ``--samples``
    sampled candidates in one batch — what a report costs when its greedy draft is rejected.
@@ -38,8 +39,8 @@ def _rows(split: str) -> list[dict[str, str]]:
 
 
 def bench_checks(rows: list[dict[str, str]], rounds: int) -> dict[str, float]:
-    from inference.choose import verify
-    from inference.prompter import Prompter
+    from inference.drafting.choose import verify
+    from inference.drafting.prompter import Prompter
 
     prompter = Prompter.load("radiology")
     pairs = [(r["inputs"], r["target"]) for r in rows]

@@ -1,6 +1,6 @@
 """The pure-Python TF-IDF exemplar index as shipped up to commit 15fffeb (verbatim, baseline).
 
-``bench/bench_retrieval.py`` measures it in the same run as :mod:`inference.retrieval`, and
+``bench/bench_retrieval.py`` measures it in the same run as :mod:`inference.drafting.retrieval`, and
 ``tests/data/retrieval/openi_top3_pure_python.json`` holds its rankings on Open-i.  Not used
 by the service.
 """

@@ -2,8 +2,9 @@
 embedded model server.
 
 Subpackages: :mod:`inference.backends` (the backend protocol, the factory and the concrete
-backends) and :mod:`inference.serving` (the embedded model, its engine and batcher, the
-model server).  This package never imports ``integration``.
+backends), :mod:`inference.serving` (the embedded model, its engine and batcher, the
+model server) and :mod:`inference.drafting` (prompts, retrieval, adapters, scope, verify and
+choose, the drafter).  This package never imports ``integration``.
 
 The public names are imported lazily so that ``import inference.errors`` stays cheap.
 """
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .backends.base import DraftBackend
     from .backends.factory import BackendConfig, create_backend
-    from .drafter import Drafter
+    from .drafting.drafter import Drafter
     from .types import Completion, Draft
 
 __all__ = ["BackendConfig", "Completion", "Draft", "DraftBackend", "Drafter", "create_backend"]
@@ -25,7 +26,7 @@ _LOCATIONS = {
     "BackendConfig": "backends.factory",
     "DraftBackend": "backends.base",
     "create_backend": "backends.factory",
-    "Drafter": "drafter",
+    "Drafter": "drafting.drafter",
     "Completion": "types",
     "Draft": "types",
 }

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from .safety import SafetyFlag
+    from .safety.checks import SafetyFlag
 
 __all__ = [
     "BackendName",

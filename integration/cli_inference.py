@@ -84,10 +84,10 @@ def canary_command(
     ] = None,
 ) -> None:
     """Add the chat-template canary (openai backend) to an adapter's radgpt-adapter.json."""
-    from inference.adapters import METADATA_FILE, read_adapter_info
-    from inference.canary import chat_canary
+    from inference.drafting.adapters import METADATA_FILE, read_adapter_info
+    from inference.drafting.canary import chat_canary
+    from inference.drafting.prompter import Prompter
     from inference.model_store import prepare_base_model
-    from inference.prompter import Prompter
     from inference.serving.model import LocalModel
 
     info = read_adapter_info(adapter_path)
@@ -110,7 +110,7 @@ def canary_command(
 
 
 def _adapters(pairs: list[str] | None, *, default_adapter: bool) -> dict[str, Path]:
-    from inference.adapters import SHIPPED_ADAPTER, shipped_adapter_dir
+    from inference.drafting.adapters import SHIPPED_ADAPTER, shipped_adapter_dir
 
     adapters = {name: Path(path) for name, path in parse_pairs(pairs, what="--adapter").items()}
     for name, path in adapters.items():
@@ -125,10 +125,10 @@ def _adapters(pairs: list[str] | None, *, default_adapter: bool) -> dict[str, Pa
 
 async def _self_check(engine: Engine, adapters: dict[str, Path]) -> None:
     """Run each adapter's canary against the loaded weights; refuse to serve on mismatch."""
-    from inference.adapters import METADATA_FILE, read_adapter_info
     from inference.backends.local import LocalBackend
-    from inference.canary import verify_adapter
-    from inference.prompter import Prompter
+    from inference.drafting.adapters import METADATA_FILE, read_adapter_info
+    from inference.drafting.canary import verify_adapter
+    from inference.drafting.prompter import Prompter
     from inference.serving.engine import ModelEngine
 
     assert isinstance(engine, ModelEngine)
@@ -265,7 +265,7 @@ def draft_command(
     """
     from dataclasses import replace
 
-    from inference.drafter import Drafter
+    from inference.drafting.drafter import Drafter
 
     from .settings import Settings
 

@@ -160,7 +160,7 @@ class DraftRecord(Base):
     generated_tokens: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     finish_reason: Mapped[str | None] = mapped_column(String(32))
-    # "model" (a verified model candidate) or "extractive-fallback" (inference.findings).
+    # "model" (a verified model candidate) or "extractive-fallback" (inference.drafting.findings).
     draft_method: Mapped[str] = mapped_column(String(32), default="model", server_default="model")
     status: Mapped[str] = mapped_column(String(32), default="pending_review")
     final_text: Mapped[str | None] = mapped_column(Text)

@@ -327,7 +327,7 @@ class DemoReport:
     draft: str | None
     reference: str
     status: str
-    method: str | None = None  # "model" or "extractive-fallback" (inference.drafter)
+    method: str | None = None  # "model" or "extractive-fallback" (inference.drafting.drafter)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -361,7 +361,7 @@ class DemoResult:
 @contextlib.contextmanager
 def model_server(engine: str, *, cache_dir: Path, timeout_s: float = 600.0) -> Iterator[str]:
     """``radgpt serve-model`` in a subprocess on a free port; yields its base URL."""
-    from inference.adapters import shipped_adapter_dir
+    from inference.drafting.adapters import shipped_adapter_dir
 
     port = free_port()
     command = [
@@ -506,7 +506,7 @@ async def _run_in(
     port = options.port or free_port()
     db_url = f"sqlite+aiosqlite:///{work_dir / 'radgpt.db'}"
     with EmbeddedBroker() as broker, model_server(options.engine, cache_dir=cache_dir) as model:
-        from inference.adapters import shipped_adapter_dir
+        from inference.drafting.adapters import shipped_adapter_dir
 
         has_adapter = shipped_adapter_dir() is not None
         auth = AuthSettings(trust_dev_key=True, dev_key_path=work_dir / "dev-key.pem")

@@ -42,8 +42,8 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from inference.drafting.scope import ScopeDecision
 from inference.errors import InferenceError
-from inference.scope import ScopeDecision
 from inference.types import Draft
 
 from . import store
@@ -79,7 +79,7 @@ Outcome = Literal["drafted", "skipped", "dead_lettered", "final_matched", "dupli
 
 
 class ImpressionDrafter(Protocol):
-    """What the pipeline needs from :class:`inference.drafter.Drafter`."""
+    """What the pipeline needs from :class:`inference.drafting.drafter.Drafter`."""
 
     def check_scope(
         self,

@@ -201,7 +201,7 @@ class DraftProvenance(_Frozen):
     adapter_version: str | None = None
     drafted_at: datetime
     # "extractive-fallback": no model candidate passed the consistency checks; the
-    # impression lists the report's own positive findings (inference.drafter).
+    # impression lists the report's own positive findings (inference.drafting.drafter).
     method: Literal["model", "extractive-fallback"] = "model"
 
     @property

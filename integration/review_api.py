@@ -241,7 +241,7 @@ class DraftDetail(DraftSummary):
     adapter_version: str | None
     finish_reason: str | None
     # "model" or "extractive-fallback": no model candidate passed the consistency checks and
-    # the draft lists the report's own positive findings (inference.drafter).
+    # the draft lists the report's own positive findings (inference.drafting.drafter).
     method: str = "model"
     published_at: datetime | None
     source: SourceIds

@@ -152,7 +152,7 @@ def _fault_gate(
 
 
 def _drafter_from_settings(settings: Settings) -> Any:
-    from inference.drafter import Drafter
+    from inference.drafting.drafter import Drafter
 
     return Drafter.from_config(
         settings.inference.backend_config(),

@@ -125,7 +125,8 @@ def test_the_walker_finds_a_cycle_and_the_real_graph_has_none() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     graph = _parents(import_graph())
     assert (
-        "inference.drafter" in graph and "inference.backends.factory" in graph["inference.drafter"]
+        "inference.drafting.drafter" in graph
+        and "inference.backends.factory" in graph["inference.drafting.drafter"]
     )
     assert cycles(graph) == []
 

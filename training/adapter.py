@@ -5,7 +5,7 @@ An adapter directory holds:
 * ``adapter_config.json`` + ``adapter_model.safetensors`` (peft; weights stored as float16
   to keep the directory small, ``base_model_name_or_path`` is the generic hub id);
 * ``exemplars.json`` when the adapter was trained with retrieval-augmented prompts (the
-  training split only: :class:`~inference.retrieval.ExemplarIndex`);
+  training split only: :class:`~inference.drafting.retrieval.ExemplarIndex`);
 * ``radgpt-adapter.json``: name, version, base model, prompt template, generation length,
   retrieval settings, the **canary** (a fixed prompt whose greedy output identifies this
   adapter and differs from the base model's) and the evaluation metrics;
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.prompter import Prompter
-from inference.retrieval import ExemplarIndex
+from inference.drafting.prompter import Prompter
+from inference.drafting.retrieval import ExemplarIndex
 
 __all__ = [
     "CANARY_CANDIDATES",
@@ -64,7 +64,8 @@ class AdapterMetadata:
     canary: dict[str, Any]
     metrics: dict[str, Any]
     training: dict[str, Any]
-    # What the adapter is validated on (inference.scope.Scope.to_json); None: chest radiographs.
+    # What the adapter is validated on (inference.drafting.scope.Scope.to_json);
+    # None: chest radiographs.
     scope: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from inference.retrieval import ExemplarIndex
+from inference.drafting.retrieval import ExemplarIndex
 
 __all__ = ["CONSTANT_ANSWERS", "constant_outputs", "nearest_neighbour_outputs"]
 

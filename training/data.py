@@ -8,9 +8,9 @@ Sources:
   directory of ``.txt`` files or a JSONL file of ``{"id", "patient_id", "text"}``;
 * HL7 v2 ORU / FHIR R4 messages, parsed by the project's codec.
 
-Records for the trainer are built with the shared :class:`~inference.prompter.Prompter`
+Records for the trainer are built with the shared :class:`~inference.drafting.prompter.Prompter`
 (prompt) and its ``completion`` (target), optionally with the impressions of similar
-training reports (retrieval augmentation, :class:`~inference.retrieval.ExemplarIndex`).
+training reports (retrieval augmentation, :class:`~inference.drafting.retrieval.ExemplarIndex`).
 All functions here are pure except the loaders, which only read files.
 """
 
@@ -23,8 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from inference.prompter import Prompter, normalise_text
-from inference.retrieval import Exemplar, ExemplarIndex
+from inference.drafting.prompter import Prompter, normalise_text
+from inference.drafting.retrieval import Exemplar, ExemplarIndex
 
 __all__ = [
     "OPENI_SPLITS",

@@ -1,7 +1,7 @@
 """``radgpt eval``: draft every report of a split with an adapter and score the drafts.
 
 Drafting (``--drafting verify``, the default) is the product's own path,
-:class:`inference.drafter.Drafter` over the embedded model: the greedy candidate, sampled
+:class:`inference.drafting.drafter.Drafter` over the embedded model: the greedy candidate, sampled
 candidates (seeded) when it fails the consistency checks, and the extractive fallback when
 none passes; ``--drafting greedy`` is plain greedy decoding (how adapter 0.1.0 was scored).
 Both use the adapter's own settings (prompt template, retrieval exemplars,
@@ -25,8 +25,8 @@ from typing import Annotated, Any
 
 import typer
 
-from inference.prompter import Prompter
-from inference.retrieval import ExemplarIndex
+from inference.drafting.prompter import Prompter
+from inference.drafting.retrieval import ExemplarIndex
 from inference.safety import check_draft
 
 from .adapter import EXEMPLARS_FILE, read_metadata, update_metrics
@@ -213,7 +213,7 @@ def _draft(model: Any, settings: DraftSettings, findings: str, use_adapter: bool
 
 def _drafter(model: Any, settings: DraftSettings, *, use_adapter: bool, samples: int) -> Any:
     from inference.backends.local import LocalBackend
-    from inference.drafter import Drafter
+    from inference.drafting.drafter import Drafter
     from inference.serving.engine import ModelEngine
 
     backend = LocalBackend(ModelEngine(model), adapter_id="radiology" if use_adapter else None)
@@ -230,7 +230,7 @@ def _drafter(model: Any, settings: DraftSettings, *, use_adapter: bool, samples:
 
 # Open-i reports are chest radiographs: scope gating is the pipeline's job, not the eval's.
 def _chest_radiograph() -> Any:
-    from inference.scope import ScopeDecision
+    from inference.drafting.scope import ScopeDecision
 
     return ScopeDecision(True, "Open-i chest radiograph", "procedure", "XR", "CHEST")
 
@@ -244,7 +244,7 @@ def predict_verified(
     samples: int = 0,
     progress: bool = True,
 ) -> list[Prediction]:
-    """Verify-and-choose drafts (the :class:`~inference.drafter.Drafter` path) for
+    """Verify-and-choose drafts (the :class:`~inference.drafting.drafter.Drafter` path) for
     ``examples``, with method, flags, exemplars and the number of candidates."""
     import asyncio
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from inference.prompter import Prompter
-from inference.scope import DEFAULT_SCOPE
+from inference.drafting.prompter import Prompter
+from inference.drafting.scope import DEFAULT_SCOPE
 
 from .adapter import (
     EXEMPLARS_FILE,

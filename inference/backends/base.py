@@ -19,7 +19,7 @@ PromptFormat = Literal["raw", "chat"]
 
 @runtime_checkable
 class DraftBackend(Protocol):
-    """Generates a continuation of a prompt built by :class:`~inference.prompter.Prompter`.
+    """Generates a continuation of a prompt built by :class:`~inference.drafting.prompter.Prompter`.
 
     ``prompt_format`` says how the server sees the prompt: ``raw`` (as is, like training) or
     ``chat`` (wrapped in the model's chat template by the server); the canary check picks

@@ -41,7 +41,7 @@ class LocalBackend:
 
         Without ``adapter_path`` the shipped adapter is used for the name ``radiology``.
         """
-        from inference.adapters import shipped_adapter_dir
+        from inference.drafting.adapters import shipped_adapter_dir
         from inference.model_store import default_cache_dir, prepare_base_model
 
         if base_dir is None:

@@ -6,7 +6,7 @@ Every call sets what TGI would otherwise default dangerously: ``return_full_text
 422), at most 4 stop sequences, ``details=True`` for the finish reason and token counts, and
 an explicit API key so that a developer's cached Hugging Face token is never sent to the
 model server.  TGI answers an unknown ``adapter_id`` with the base model; the canary check
-(:mod:`inference.canary`) catches that.
+(:mod:`inference.drafting.canary`) catches that.
 """
 
 from __future__ import annotations

@@ -186,7 +186,12 @@ def test_dockerignore_keeps_the_sources_and_drops_the_rest() -> None:
             if ins.keyword == "COPY" and "--from" not in ins.args:
                 for source in ins.args.split()[:-1]:
                     assert not dockerignore_excludes(patterns, source.rstrip("/")), source
-    for kept in ("pyproject.toml", "README.md", "integration/settings.py", "inference/prompter.py"):
+    for kept in (
+        "pyproject.toml",
+        "README.md",
+        "integration/settings.py",
+        "inference/drafting/prompter.py",
+    ):
         assert not dockerignore_excludes(patterns, kept), kept
     for dropped in (
         ".venv/bin/python",

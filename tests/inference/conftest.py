@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from inference_helpers import InstantServer, ThreadServer
 
-from inference.prompter import Prompter
+from inference.drafting.prompter import Prompter
 from inference.serving.engine import ModelEngine
 from inference.serving.model import LocalModel
 
@@ -42,7 +42,7 @@ def _make_lora(base_dir: Path, out: Path, seed: int) -> None:
 
 
 def _write_metadata(model: LocalModel, adapter_dir: Path, name: str) -> None:
-    from inference.canary import chat_canary
+    from inference.drafting.canary import chat_canary
 
     prompter = Prompter.load()
     prompt = prompter.build(CANARY_FINDINGS)
@@ -65,7 +65,7 @@ def _write_metadata(model: LocalModel, adapter_dir: Path, name: str) -> None:
         "base_output": outputs[1],
         "max_new_tokens": CANARY_TOKENS,
     }
-    from inference.adapters import Canary
+    from inference.drafting.adapters import Canary
 
     canary.update(
         chat_canary(

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from inference.adapters import AdapterInfo, read_adapter_info, shipped_adapter_dir
-from inference.canary import matches
+from inference.drafting.adapters import AdapterInfo, read_adapter_info, shipped_adapter_dir
+from inference.drafting.canary import matches
 from inference.errors import AdapterError
 
 

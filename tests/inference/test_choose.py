@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.choose import best_candidate, verify
+from inference.drafting.choose import best_candidate, verify
 
 FINDINGS = "Moderate right pleural effusion. No pneumothorax. Heart size normal."
 

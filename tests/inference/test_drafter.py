@@ -15,9 +15,9 @@ from inference_helpers import InstantServer
 
 from inference.backends.factory import BackendConfig
 from inference.backends.instant import InstantBackend
-from inference.drafter import Drafter
+from inference.drafting.drafter import Drafter
+from inference.drafting.retrieval import Exemplar, ExemplarIndex, Hit
 from inference.errors import AdapterError
-from inference.retrieval import Exemplar, ExemplarIndex, Hit
 from inference.safety import SafetyFlag
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from inference.adapters import read_adapter_info, shipped_adapter_dir
 from inference.backends.local import LocalBackend
-from inference.drafter import Drafter
+from inference.drafting.adapters import read_adapter_info, shipped_adapter_dir
+from inference.drafting.drafter import Drafter
+from inference.drafting.retrieval import ExemplarIndex
 from inference.errors import OutOfScope
-from inference.retrieval import ExemplarIndex
 from inference.safety import find_mentions
 from inference.serving.engine import ModelEngine
 from inference.serving.model import LocalModel

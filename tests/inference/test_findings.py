@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference.findings import (
+from inference.drafting.findings import (
     NORMAL_IMPRESSION,
     extractive_impression,
     finding_hints,

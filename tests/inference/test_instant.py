@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.prompter import Prompter
+from inference.drafting.prompter import Prompter
 from inference.serving.instant import InstantEngine, extract_impression
 from inference.types import GenerationRequest
 

@@ -7,7 +7,7 @@ import pytest
 from inference.backends.base import DraftBackend
 from inference.backends.factory import BackendConfig, create_backend
 from inference.backends.instant import InstantBackend
-from inference.drafter import Drafter
+from inference.drafting.drafter import Drafter
 from inference.serving.instant import INSTANT_MODEL_ID
 from integration.settings import InferenceSettings
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from inference.drafting.prompter import Prompter
 from inference.errors import AdapterError
-from inference.prompter import Prompter
 from inference.serving.model import LocalModel
 from inference.types import GenerationRequest
 

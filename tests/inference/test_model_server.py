@@ -12,14 +12,14 @@ import pytest
 from conftest import CANARY_TOKENS, ModelServer
 from huggingface_hub import AsyncInferenceClient
 
-from inference.adapters import read_adapter_info
 from inference.backends.factory import BackendConfig
 from inference.backends.local import LocalBackend
 from inference.backends.tgi import TgiBackend
-from inference.canary import verify_adapter
-from inference.drafter import Drafter
+from inference.drafting.adapters import read_adapter_info
+from inference.drafting.canary import verify_adapter
+from inference.drafting.drafter import Drafter
+from inference.drafting.prompter import Prompter
 from inference.errors import AdapterError, InvalidRequest
-from inference.prompter import Prompter
 from inference.serving.model import LocalModel
 from inference.types import Draft
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.prompter import Prompter, PromptTemplate, normalise_text
+from inference.drafting.prompter import Prompter, PromptTemplate, normalise_text
 
 FINDINGS = "Heart size normal.  Lungs are clear.\nNo pleural effusion."
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from inference.retrieval import Exemplar, ExemplarIndex, tokenize
+from inference.drafting.retrieval import Exemplar, ExemplarIndex, tokenize
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "training/adapters/radiology/exemplars.json"

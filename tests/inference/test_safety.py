@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference import safety
 from inference.safety import (
     CRITICAL_CONCEPTS,
     FLAG_KINDS,
     LEXICON,
     SafetyFlag,
+    assertion,
     check_draft,
     find_mentions,
     split_clauses,
@@ -517,13 +517,13 @@ def test_first_character_dispatch_matches_one_big_regex(shared_dir: Path) -> Non
         for pattern in concept.patterns:
             parts.append(f"(?P<g{index}>{pattern})")
             index += 1
-    parts.sort(key=lambda part: -safety._literal_length(part))
+    parts.sort(key=lambda part: -assertion._literal_length(part))
     big = re.compile(r"\b(?:" + "|".join(parts) + r")\b", re.IGNORECASE)
     texts = [t for row in _load(shared_dir, "validate") for t in (row["inputs"], row["target"])]
     texts += ["Hydropneumothorax, type A dissection; L base opacity. Tension pneumothorax."]
     for text in texts:
         expected = [(m.start(), m.end(), m.lastgroup) for m in big.finditer(text)]
-        got = [(m.start(), m.end(), m.lastgroup) for m in safety._concept_matches(text)]
+        got = [(m.start(), m.end(), m.lastgroup) for m in assertion._concept_matches(text)]
         assert got == expected, text
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference.scope import DEFAULT_SCOPE, Scope, decide, parse_scope_items
+from inference.drafting.scope import DEFAULT_SCOPE, Scope, decide, parse_scope_items
 
 CHEST = "Heart size is normal. The lungs are clear. No pleural effusion or pneumothorax."
 HEAD = (
@@ -67,8 +67,8 @@ def test_scope_json_round_trip() -> None:
 
 
 def test_the_shipped_adapter_declares_chest_radiographs() -> None:
-    from inference.adapters import read_adapter_info, shipped_adapter_dir
-    from inference.drafter import adapter_scope
+    from inference.drafting.adapters import read_adapter_info, shipped_adapter_dir
+    from inference.drafting.drafter import adapter_scope
 
     directory = shipped_adapter_dir()
     assert directory is not None

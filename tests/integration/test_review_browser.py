@@ -228,7 +228,7 @@ async def test_reject_withdraws_downstream_and_the_patient_query_lists_everythin
     from playwright.async_api import Browser, expect
 
     from inference.backends.instant import InstantBackend
-    from inference.drafter import Drafter
+    from inference.drafting.drafter import Drafter
     from integration.kafka_client import ensure_topics, make_producer
     from integration.processor import InboundRecord, Processor
     from integration.publisher import Publisher

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.prompter import Prompter
+from inference.drafting.prompter import Prompter
 from training.data import (
     Example,
     build_records,

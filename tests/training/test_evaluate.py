@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.retrieval import ExemplarIndex
+from inference.drafting.retrieval import ExemplarIndex
 from training.evaluate import (
     DraftSettings,
     Prediction,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference.retrieval import ExemplarIndex
+from inference.drafting.retrieval import ExemplarIndex
 from training.baselines import constant_outputs, nearest_neighbour_outputs
 from training.metrics import (
     is_normal_impression,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.prompter import Prompter
+from inference.drafting.prompter import Prompter
 from training.config import load_config
 from training.data import Record
 from training.pipeline import Splits, load_splits, run_training

@@ -10,7 +10,7 @@ from review_helpers import oru
 from sqlalchemy import select
 
 from inference.backends.instant import InstantBackend
-from inference.drafter import Drafter
+from inference.drafting.drafter import Drafter
 from integration.audit import AuditFilters, query_events
 from integration.db import Database, DraftRecord
 from integration.errors import PublishError

@@ -5,7 +5,7 @@ kind (by default every kind: a flipped negation, a side conflict, an invented fi
 omitted critical or unreported positive finding, an anatomical scope error).  Among passing
 candidates the first in generation order wins (greedy first), so a draft is only changed
 when the greedy one is wrong.  When none passes, the caller writes the extractive fallback
-(:func:`inference.findings.extractive_impression`).  Pure functions.
+(:func:`inference.drafting.findings.extractive_impression`).  Pure functions.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from .safety import FLAG_KINDS, FlagKind, SafetyFlag, check_draft
+from inference.safety import FLAG_KINDS, FlagKind, SafetyFlag, check_draft
 
 __all__ = ["BLOCKING_KINDS", "Verdict", "best_candidate", "verify"]
 

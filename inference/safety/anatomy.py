@@ -1,6 +1,6 @@
 """Which body regions a report text talks about: a small anatomical vocabulary.
 
-Used by scope gating (:mod:`inference.scope`: is this a chest study?) and by the
+Used by scope gating (:mod:`inference.drafting.scope`: is this a chest study?) and by the
 ``anatomical_scope`` safety flag (a draft about the lungs for a head CT).  Pure functions
 over word patterns; English only.
 """

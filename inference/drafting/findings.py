@@ -14,7 +14,13 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from .safety import INCIDENTAL_CONCEPTS, Mention, find_mentions, split_clauses, split_sentences
+from inference.safety import (
+    INCIDENTAL_CONCEPTS,
+    Mention,
+    find_mentions,
+    split_clauses,
+    split_sentences,
+)
 
 __all__ = [
     "NORMAL_IMPRESSION",

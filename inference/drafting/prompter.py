@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .findings import finding_hints
+from inference.drafting.findings import finding_hints
 
 __all__ = ["PromptTemplate", "Prompter", "normalise_text"]
 
@@ -144,7 +144,7 @@ class Prompter:
 
     def positives(self, findings: str) -> str:
         """The template's hint block: this report's positive findings, one per line
-        (:func:`inference.findings.finding_hints`), or ``no_positives`` when none."""
+        (:func:`inference.drafting.findings.finding_hints`), or ``no_positives`` when none."""
         t = self.template
         if not t.positives_block:
             return ""

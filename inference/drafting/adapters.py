@@ -14,7 +14,7 @@ from importlib import util as importlib_util
 from pathlib import Path
 from typing import Any
 
-from .errors import AdapterError
+from inference.errors import AdapterError
 
 __all__ = [
     "METADATA_FILE",

@@ -1,18 +1,18 @@
 """Findings in, draft IMPRESSION out: prompter + retrieval exemplars + backend + parser.
 
 :class:`Drafter` is what the Kafka worker and the API call.  Before the first draft it runs
-the adapter's canary through the backend (:func:`inference.canary.verify_adapter`) and
+the adapter's canary through the backend (:func:`inference.drafting.canary.verify_adapter`) and
 refuses to draft if the server does not answer with the expected adapter.  Each
 :class:`~inference.types.Draft` carries provenance (model, adapter, token counts, latency,
 finish reason, backend, method) and the flags of the rule-based safety checks.
 
-Drafting is *verify and choose* (:mod:`inference.choose`): the greedy candidate is checked
+Drafting is *verify and choose* (:mod:`inference.drafting.choose`): the greedy candidate is checked
 against the findings; when it is rejected (an omitted or invented finding, a flipped
 negation, a side conflict, ...), ``samples`` sampled candidates are generated together (one
 batch on the server) and the first passing one is used.  When none passes, the draft is the
 report's own positive findings, condensed (``method="extractive-fallback"``), never a model
 text that hides an abnormality.  Studies outside the adapter's validated scope
-(:mod:`inference.scope`) are refused with :class:`~inference.errors.OutOfScope`.
+(:mod:`inference.drafting.scope`) are refused with :class:`~inference.errors.OutOfScope`.
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ import time
 from collections.abc import Mapping
 from types import TracebackType
 
-from .adapters import AdapterInfo, read_adapter_info, shipped_adapter_dir
-from .backends.base import DraftBackend
-from .backends.factory import BackendConfig, create_backend
-from .canary import CanaryResult, verify_adapter
-from .choose import Verdict, best_candidate, verify
-from .errors import AdapterError, GenerationFailed, InvalidRequest, OutOfScope
-from .findings import extractive_impression
-from .prompter import Prompter
-from .retrieval import ExemplarIndex
-from .safety import SafetyFlag, check_draft
-from .scope import DEFAULT_SCOPE, Scope, ScopeDecision, decide
-from .types import Completion, Draft, DraftMethod, Sampling
+from inference.backends.base import DraftBackend
+from inference.backends.factory import BackendConfig, create_backend
+from inference.drafting.adapters import AdapterInfo, read_adapter_info, shipped_adapter_dir
+from inference.drafting.canary import CanaryResult, verify_adapter
+from inference.drafting.choose import Verdict, best_candidate, verify
+from inference.drafting.findings import extractive_impression
+from inference.drafting.prompter import Prompter
+from inference.drafting.retrieval import ExemplarIndex
+from inference.drafting.scope import DEFAULT_SCOPE, Scope, ScopeDecision, decide
+from inference.errors import AdapterError, GenerationFailed, InvalidRequest, OutOfScope
+from inference.safety import SafetyFlag, check_draft
+from inference.types import Completion, Draft, DraftMethod, Sampling
 
 __all__ = ["Drafter", "adapter_scope"]
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from .anatomy import dominant_region
+from inference.safety.anatomy import dominant_region
 
 __all__ = ["DEFAULT_SCOPE", "Scope", "ScopeDecision", "decide", "parse_scope_items"]
 

@@ -13,11 +13,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .adapters import AdapterInfo, Canary
-from .backends.base import DraftBackend
-from .errors import AdapterError
-from .prompter import Prompter, normalise_text
-from .types import GenerationRequest
+from inference.backends.base import DraftBackend
+from inference.drafting.adapters import AdapterInfo, Canary
+from inference.drafting.prompter import Prompter, normalise_text
+from inference.errors import AdapterError
+from inference.types import GenerationRequest
 
 __all__ = ["CanaryResult", "chat_canary", "matches", "verify_adapter"]
 
