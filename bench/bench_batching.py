@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from inference.backends.tgi import TgiBackend  # noqa: E402
 from inference.drafting.prompter import Prompter  # noqa: E402
-from integration.broker import free_port  # noqa: E402
+from integration.pipeline.broker import free_port  # noqa: E402
 
 
 def load_findings(path: Path, n: int) -> list[str]:

@@ -44,17 +44,9 @@ from sqlalchemy import func, select
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from integration.broker import EmbeddedBroker, free_port  # noqa: E402
-from integration.db import (  # noqa: E402
-    Database,
-    DraftRecord,
-    InboundMessage,
-    open_database,
-    upgrade_database,
-)
-from integration.demo import SampleReport, build_diagnostic_report, build_oru  # noqa: E402
-from integration.service import serve  # noqa: E402
-from integration.settings import (  # noqa: E402
+from integration.app.demo import SampleReport, build_diagnostic_report, build_oru  # noqa: E402
+from integration.app.service import serve  # noqa: E402
+from integration.app.settings import (  # noqa: E402
     ApiSettings,
     DatabaseSettings,
     InferenceSettings,
@@ -62,6 +54,14 @@ from integration.settings import (  # noqa: E402
     PipelineSettings,
     Settings,
     TopicSettings,
+)
+from integration.pipeline.broker import EmbeddedBroker, free_port  # noqa: E402
+from integration.storage.db import (  # noqa: E402
+    Database,
+    DraftRecord,
+    InboundMessage,
+    open_database,
+    upgrade_database,
 )
 
 NOW = datetime(2025, 3, 4, 10, 30, tzinfo=UTC)

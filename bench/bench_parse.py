@@ -19,8 +19,8 @@ from pathlib import Path
 
 from hl7apy.parser import parse_message as hl7apy_parse
 
-from integration.fhir_reader import parse_fhir
-from integration.hl7_reader import decode_message, parse_oru
+from integration.codecs.fhir.reader import parse_fhir
+from integration.codecs.hl7.reader import decode_message, parse_oru
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 

@@ -4,7 +4,8 @@ Everything runs in one process run on one embedded broker (Tansu):
 
 * **baseline**: a raw aiokafka loop (``getmany`` -> ``send`` each record to an output topic
   -> wait for the acks -> ``commit``), no parsing, no database, no model;
-* **pipeline**: the real worker (:mod:`integration.worker` + :mod:`integration.processor`):
+* **pipeline**: the real worker (:mod:`integration.pipeline.worker` +
+  :mod:`integration.pipeline.processor`):
   parse, dedupe, draft with the instant (extractive, no weights) model, store in SQLite or
   PostgreSQL, audit, publish, commit.  ``--model inprocess`` (default) drafts with the
   in-process ``instant`` backend, so the figure is the pipeline's own cost;
@@ -48,11 +49,9 @@ from pydantic import SecretStr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from integration.broker import EmbeddedBroker, free_port  # noqa: E402
-from integration.demo import SampleReport, build_diagnostic_report, build_oru  # noqa: E402
-from integration.kafka_client import ensure_topics  # noqa: E402
-from integration.service import open_pipeline  # noqa: E402
-from integration.settings import (  # noqa: E402
+from integration.app.demo import SampleReport, build_diagnostic_report, build_oru  # noqa: E402
+from integration.app.service import open_pipeline  # noqa: E402
+from integration.app.settings import (  # noqa: E402
     DatabaseSettings,
     InferenceSettings,
     KafkaSettings,
@@ -60,6 +59,8 @@ from integration.settings import (  # noqa: E402
     Settings,
     TopicSettings,
 )
+from integration.pipeline.broker import EmbeddedBroker, free_port  # noqa: E402
+from integration.pipeline.kafka_client import ensure_topics  # noqa: E402
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 FINDINGS = [
@@ -215,13 +216,14 @@ async def _cpu_floor(messages: list[tuple[str, bytes, bytes]]) -> float:
     import hashlib
     import json
 
+    from integration.audit.log import compute_row_hash
+    from integration.report.model import DraftProvenance
+
     from inference.backends.instant import InstantBackend
     from inference.drafting.drafter import Drafter
-    from integration.audit import compute_row_hash
-    from integration.codec import parse_message
-    from integration.fhir_writer import build_preliminary_bundle
-    from integration.hl7_writer import build_preliminary_oru, encode_er7
-    from integration.report import DraftProvenance
+    from integration.codecs.codec import parse_message
+    from integration.codecs.fhir.writer import build_preliminary_bundle
+    from integration.codecs.hl7.writer import build_preliminary_oru, encode_er7
 
     drafter = Drafter(InstantBackend(adapter_id="radiology"), verify=False)
     start = time.perf_counter()

@@ -1,3 +1,3 @@
-from integration.cli import main
+from integration.app.cli import main
 
 main()

@@ -27,7 +27,7 @@ RadgptError                    base; ``retriable`` drives retry vs dead-letter i
 
 ``infrastructure`` marks a dependency that is down for every message (database, broker): the
 worker pauses all consumption and probes the dependency instead of retrying message by
-message; such faults never count against a message's retry cap.  :mod:`integration.faults`
+message; such faults never count against a message's retry cap.  :mod:`integration.pipeline.faults`
 is the one place that decides which class a failure belongs to.
 """
 

@@ -41,7 +41,7 @@ def fhir_schema_path() -> Path:
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[str]:
     """A real Kafka-protocol broker (Tansu) on a free port; yields bootstrap servers."""
-    from integration.broker import EmbeddedBroker
+    from integration.pipeline.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker.bootstrap_servers

@@ -157,7 +157,7 @@ def test_inference_never_imports_integration() -> None:
             {"inference.backends.resilience"},
         ),
         ("inference", "from .backends import factory", {"inference.backends.factory"}),
-        ("integration.cli", "import inference.errors", {"inference.errors"}),
+        ("integration.app.cli", "import inference.errors", {"inference.errors"}),
     ],
 )
 def test_imports_resolve_to_modules(module: str, source: str, expected: set[str]) -> None:

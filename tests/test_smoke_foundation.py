@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from integration.settings import Settings
+from integration.app.settings import Settings
 
 
 def test_cli_help_lists_commands() -> None:
@@ -37,7 +37,7 @@ def test_settings_nested_env(monkeypatch) -> None:  # type: ignore[no-untyped-de
 
 
 def test_database_url_gets_the_async_driver() -> None:
-    from integration.settings import DatabaseSettings
+    from integration.app.settings import DatabaseSettings
 
     for plain in ("postgresql://u:p@db:5432/radgpt", "postgres://u:p@db:5432/radgpt"):
         url = DatabaseSettings.model_validate({"url": plain}).url.get_secret_value()

@@ -131,12 +131,12 @@ def write_jsonl_pairs(path: Path, examples: Iterable[Example]) -> int:
 def split_sections(text: str) -> tuple[str, str]:
     """``(findings, impression)`` of a free-text report; a missing section is ``""``.
 
-    Uses the heading rules of :mod:`integration.sections` (``FINDINGS:``, ``IMPRESSION:``,
+    Uses the heading rules of :mod:`integration.report.sections` (``FINDINGS:``, ``IMPRESSION:``,
     ``CONCLUSION:``... MIMIC-CXR style), the same ones the HL7 and FHIR readers apply.  A
     report without an impression heading yields ``("", "")``: its findings cannot be told
     apart from the rest of the text.
     """
-    from integration.sections import findings_from_text, impression_from_text
+    from integration.report.sections import findings_from_text, impression_from_text
 
     impression = impression_from_text(text) or ""
     if not impression:
@@ -185,7 +185,7 @@ def load_messages(paths: Sequence[Path]) -> list[Example]:
     Reports without both findings and an impression are skipped; a file that is not a
     parseable message raises the codec's typed error.
     """
-    from integration.codec import parse_message  # written by the integration package
+    from integration.codecs.codec import parse_message  # written by the integration package
 
     examples: list[Example] = []
     for path in paths:

@@ -10,7 +10,7 @@
   (continuous-batching servers want many requests in flight, but not unboundedly many).
 * :meth:`ResilientBackend.probe` asks the server's health endpoint (``GET /health``) and
   closes the circuit on the first success, so a caller that probes while it backs off (the
-  pipeline's :class:`~integration.fault_gate.FaultGate`) resumes as soon as the server is
+  pipeline's :class:`~integration.pipeline.fault_gate.FaultGate`) resumes as soon as the server is
   back instead of waiting for ``circuit_reset_s`` to run out.
 """
 

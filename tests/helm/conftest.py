@@ -13,7 +13,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from integration.settings import Settings
+from integration.app.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO / "helm" / "radgpt"
@@ -150,7 +150,7 @@ def merged() -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def settings_env_names() -> set[str]:
-    """Every RADGPT_* variable name integration.settings.Settings reads."""
+    """Every RADGPT_* variable name integration.app.settings.Settings reads."""
     return _settings_env_names()
 
 

@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from integration.settings import Settings
+from integration.app.settings import Settings
 
 Values = dict[str, Any]
 KUBE_VERSIONS = ["1.27.0", "1.30.0", "1.33.0"]
@@ -592,7 +592,7 @@ def test_ingress_and_service_monitor(
 def test_prometheus_rule_alerts_on_a_stall_and_on_faults(
     render: Callable[..., Any], ci_values: Callable[[str], Values]
 ) -> None:
-    from integration.metrics import PipelineMetrics
+    from integration.pipeline.metrics import PipelineMetrics
 
     rendered = render(ci_values("hospital"))
     (rule,) = rendered.all("PrometheusRule")

@@ -189,7 +189,7 @@ def test_dockerignore_keeps_the_sources_and_drops_the_rest() -> None:
     for kept in (
         "pyproject.toml",
         "README.md",
-        "integration/settings.py",
+        "integration/app/settings.py",
         "inference/drafting/prompter.py",
     ):
         assert not dockerignore_excludes(patterns, kept), kept
@@ -243,7 +243,7 @@ def test_service_wheel_installs_without_torch(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert "inference/templates/radiology.json" in names
-    assert "integration/settings.py" in names
+    assert "integration/app/settings.py" in names
     assert not any(name.startswith("tests/") for name in names)
     # The service image verifies the shipped adapter with its metadata: it must be in the wheel.
     shipped = REPO / "training" / "adapters"

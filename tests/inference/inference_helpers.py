@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
-    from integration.broker import free_port as _free_port
+    from integration.pipeline.broker import free_port as _free_port
 
     return _free_port()
 

@@ -9,7 +9,7 @@ from inference.backends.factory import BackendConfig, create_backend
 from inference.backends.instant import InstantBackend
 from inference.drafting.drafter import Drafter
 from inference.serving.instant import INSTANT_MODEL_ID
-from integration.settings import InferenceSettings
+from integration.app.settings import InferenceSettings
 
 
 def test_settings_select_the_instant_backend_without_a_url() -> None:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from integration.review.auth import TokenVerifier
 from review_helpers import (
     ARGS,
     CHROMIUM,
@@ -16,9 +17,8 @@ from review_helpers import (
     migrate,
 )
 
-from integration.auth import TokenVerifier
-from integration.db import Database, open_database, upgrade_database
-from integration.settings import KafkaSettings, TopicSettings
+from integration.app.settings import KafkaSettings, TopicSettings
+from integration.storage.db import Database, open_database, upgrade_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,6 +1,7 @@
 """Helpers of the review/audit tests: realistic reports and drafts, a real uvicorn server.
 
-Drafts are stored through :mod:`integration.store` exactly as the pipeline stores them (no
+Drafts are stored through :mod:`integration.storage.repository` exactly as the pipeline
+stores them (no
 model needed).  :class:`ReviewServer` runs the review API on a free port in its own thread
 and event loop, with its own database engine and Kafka producer (asyncio clients are bound
 to the loop that created them).
@@ -22,20 +23,20 @@ import asyncpg
 import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer
+from integration.report.model import RadiologyReport
+from integration.review.auth import TokenVerifier, mint_dev_token
+from integration.review.web.api import ReviewContext, create_review_app
+from integration.review.web.rate_limit import UnauthenticatedLimiter
 
 from inference.safety import SafetyFlag
 from inference.types import Draft, DraftMethod
-from integration import store
-from integration.auth import TokenVerifier, mint_dev_token
-from integration.broker import free_port
-from integration.codec import parse_message
-from integration.db import Database, open_database, upgrade_database
-from integration.kafka_client import ensure_topics, make_producer
-from integration.publisher import Publisher
-from integration.rate_limit import UnauthenticatedLimiter
-from integration.report import RadiologyReport
-from integration.review_api import ReviewContext, create_review_app
-from integration.settings import KafkaSettings, PipelineSettings, TopicSettings
+from integration.storage import repository as store
+from integration.app.settings import KafkaSettings, PipelineSettings, TopicSettings
+from integration.codecs.codec import parse_message
+from integration.pipeline.broker import free_port
+from integration.pipeline.kafka_client import ensure_topics, make_producer
+from integration.pipeline.publisher import Publisher
+from integration.storage.db import Database, open_database, upgrade_database
 
 PG_ADMIN_URL = os.environ.get("RADGPT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -6,10 +6,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-
-from integration.audit import (
+from integration.audit.log import (
     GENESIS_HASH,
     AuditFilters,
     PageRequest,
@@ -17,7 +14,10 @@ from integration.audit import (
     query_events,
     verify_chain,
 )
-from integration.db import Database, utcnow
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from integration.storage.db import Database, utcnow
 
 
 async def _append(db: Database, n: int, *, actor: str = "pipeline") -> None:

@@ -1,4 +1,4 @@
-"""CSV and FHIR R4 AuditEvent export (integration.audit_export), validated against the schema."""
+"""CSV and FHIR R4 AuditEvent export (integration.audit.export), validated against the schema."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ from typing import Any
 
 import jsonschema
 import pytest
-
-from integration.audit import AUDIT_ACTIONS
-from integration.audit_export import (
+from integration.audit.export import (
     CSV_COLUMNS,
     AuditRow,
     to_csv,
     to_fhir_audit_event,
     to_fhir_bundle,
 )
+from integration.audit.log import AUDIT_ACTIONS
 
 T0 = datetime(2025, 3, 4, 10, 15, 30, 123000, tzinfo=UTC)
 

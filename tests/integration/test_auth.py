@@ -1,4 +1,4 @@
-"""Bearer-token verification, roles and the development key (integration.auth)."""
+"""Bearer-token verification, roles and the development key (integration.review.auth)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from integration.auth import (
+from integration.review.auth import (
     Permission,
     Principal,
     Role,
@@ -26,8 +25,9 @@ from integration.auth import (
     mint_dev_token,
     roles_from_claims,
 )
+
+from integration.app.settings import AuthSettings
 from integration.errors import AuthError, ForbiddenError
-from integration.settings import AuthSettings
 
 
 def _rsa_key() -> rsa.RSAPrivateKey:

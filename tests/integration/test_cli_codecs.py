@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from integration.hl7_reader import parse_oru
+from integration.codecs.hl7.reader import parse_oru
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
@@ -196,10 +196,11 @@ def _pipeline_payloads(path: Path, impression: str, draft_id: str) -> list[bytes
     """What the pipeline publishes for ``path`` (the Publisher's own payload builder)."""
     from datetime import datetime
 
-    from integration.codec import parse_message
-    from integration.publisher import formats_for, preliminary_answer
-    from integration.report import DraftProvenance
-    from integration.settings import PipelineSettings
+    from integration.report.model import DraftProvenance
+
+    from integration.app.settings import PipelineSettings
+    from integration.codecs.codec import parse_message
+    from integration.pipeline.publisher import formats_for, preliminary_answer
 
     draft = DraftProvenance(
         draft_id=draft_id,

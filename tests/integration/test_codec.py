@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import integration
-from integration.codec import detect_format, parse_message
+from integration.codecs.codec import detect_format, parse_message
 from integration.errors import InvalidResourceError, MessageParseError, UnsupportedMessageError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -73,9 +73,9 @@ def test_package_surface() -> None:
 
 
 def test_codec_options_reach_both_readers() -> None:
-    from integration.codec import CodecOptions
+    from integration.app.settings import PipelineSettings
+    from integration.codecs.codec import CodecOptions
     from integration.errors import MessageTooLarge, MissingIdentityError
-    from integration.settings import PipelineSettings
 
     fhir = (DATA / "fhir" / "dr_two_plain_identifiers.json").read_bytes()
     with pytest.raises(MissingIdentityError):

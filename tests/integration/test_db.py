@@ -8,14 +8,14 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from integration.db import (
+from integration.errors import StorageError
+from integration.storage.db import (
     Database,
     DraftRecord,
     InboundMessage,
     open_database,
     upgrade_database,
 )
-from integration.errors import StorageError
 
 
 def _inbound(source_key: str) -> InboundMessage:

@@ -18,6 +18,7 @@ from aiokafka.errors import (
     NotLeaderForPartitionError,
     UnknownError,
 )
+from integration.review.auth import TokenVerifier
 from pg_faults import PG_ADMIN_URL, PgFaults
 from review_helpers import ReviewServer, Tokens
 from sqlalchemy import text
@@ -29,9 +30,7 @@ from inference.errors import (
     CircuitOpen,
     InvalidRequest,
 )
-from integration import store
-from integration.auth import TokenVerifier
-from integration.db import Database, open_database, upgrade_database
+from integration.storage import repository as store
 from integration.errors import (
     BrokerUnavailable,
     DatabaseUnavailable,
@@ -43,7 +42,7 @@ from integration.errors import (
     RetriesExhausted,
     StorageError,
 )
-from integration.faults import (
+from integration.pipeline.faults import (
     Fault,
     classify,
     is_too_large,
@@ -51,6 +50,7 @@ from integration.faults import (
     translate_db,
     translate_kafka,
 )
+from integration.storage.db import Database, open_database, upgrade_database
 
 pytestmark = pytest.mark.faults
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from integration.codecs.fhir.reader import html_to_text, parse_fhir
 from integration.errors import InvalidResourceError, MessageParseError
-from integration.fhir_reader import html_to_text, parse_fhir
 
 FHIR = Path(__file__).resolve().parents[1] / "data" / "fhir"
 EXPECTED: dict[str, list[dict[str, Any]]] = json.loads(

@@ -12,17 +12,17 @@ from typing import Any
 import jsonschema
 import pytest
 from fhir.resources.R4B.bundle import Bundle
+from integration.report.model import Approval, Clinician, DraftProvenance, RadiologyReport
 
-from integration.errors import RenderError
-from integration.fhir_reader import parse_fhir
-from integration.fhir_writer import (
+from integration.codecs.fhir.reader import parse_fhir
+from integration.codecs.fhir.writer import (
     AIAST,
     build_final_bundle,
     build_preliminary_bundle,
     hl7_identifier_system,
 )
-from integration.hl7_reader import parse_oru
-from integration.report import Approval, Clinician, DraftProvenance, RadiologyReport
+from integration.codecs.hl7.reader import parse_oru
+from integration.errors import RenderError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 FHIR_FILES = [

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from integration.hl7_escape import STANDARD_ENCODING, EncodingChars, escape, strip_mllp, unescape
+from integration.codecs.hl7.escape import (
+    STANDARD_ENCODING,
+    EncodingChars,
+    escape,
+    strip_mllp,
+    unescape,
+)
 
 # Any text a model or a radiologist might type, including the HL7 delimiters and control chars.
 _TEXT = st.text(

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from hl7apy.parser import parse_message as hl7apy_parse
 
-from integration.errors import MessageParseError, UnsupportedMessageError
-from integration.hl7_escape import EncodingChars
-from integration.hl7_reader import (
+from integration.codecs.hl7.escape import EncodingChars
+from integration.codecs.hl7.reader import (
     Er7Message,
     decode_message,
     parse_hl7_datetime,
@@ -20,6 +19,7 @@ from integration.hl7_reader import (
     reencode_segment,
     split_messages,
 )
+from integration.errors import MessageParseError, UnsupportedMessageError
 
 HL7 = Path(__file__).resolve().parents[1] / "data" / "hl7"
 EXPECTED: dict[str, list[dict[str, Any]]] = json.loads(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from integration.codec import parse_message
+from integration.codecs.codec import parse_message
+from integration.codecs.hygiene import check_report_text, check_text
 from integration.errors import ControlCharacterError
-from integration.hygiene import check_report_text, check_text
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from integration.log_safety import PAYLOAD_LOGGERS, configure_logging
-from integration.settings import Settings
+from integration.app.log_safety import PAYLOAD_LOGGERS, configure_logging
+from integration.app.settings import Settings
 
 MARKER = "PID|1||MRN-PHI-7731^^^HOSP||DOE^JANE"
 

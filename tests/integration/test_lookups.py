@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from integration.report.model import RadiologyReport
 
 from inference.types import Draft
-from integration import store
-from integration.db import Database, open_database
+from integration.storage import repository as store
 from integration.errors import StorageError
-from integration.lookups import LookupBatcher
-from integration.report import RadiologyReport
+from integration.storage.db import Database, open_database
+from integration.storage.lookups import LookupBatcher
 
 
 async def _seed(database: Database) -> tuple[str, str]:

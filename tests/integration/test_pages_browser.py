@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from integration.audit.log import AuditFilters, query_events
 from review_helpers import (
     FLAG_LATERALITY,
     ReviewServer,
@@ -20,10 +21,9 @@ from review_helpers import (
     insert_pending,
 )
 
-from integration.audit import AuditFilters, query_events
-from integration.codec import parse_message
-from integration.db import Database
-from integration.settings import KafkaSettings, TopicSettings
+from integration.app.settings import KafkaSettings, TopicSettings
+from integration.codecs.codec import parse_message
+from integration.storage.db import Database
 
 pytestmark = pytest.mark.browser
 

@@ -1,16 +1,22 @@
-"""Review quality metrics (integration.quality): pure summary, DB loading, Prometheus output."""
+"""Review quality metrics (integration.review.quality): pure summary, DB loading,
+Prometheus output."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from integration.review.quality import (
+    QualityCollector,
+    ReviewedDraft,
+    load_quality,
+    summarise,
+)
+from integration.review.workflow import Reviewer, approve_draft, reject_draft
 from prometheus_client import CollectorRegistry, generate_latest
 from review_helpers import insert_pending
 
-from integration.db import Database
-from integration.quality import QualityCollector, ReviewedDraft, load_quality, summarise
-from integration.review import Reviewer, approve_draft, reject_draft
+from integration.storage.db import Database
 
 T0 = datetime(2025, 1, 1, 8, 0, tzinfo=UTC)
 

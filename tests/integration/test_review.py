@@ -1,4 +1,5 @@
-"""Review domain logic (integration.review): edit distance, transitions, RIS-final matching."""
+"""Review domain logic (integration.review.workflow): edit distance, transitions,
+RIS-final matching."""
 
 from __future__ import annotations
 
@@ -8,13 +9,9 @@ from datetime import timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from review_helpers import FLAG_LATERALITY, insert_pending, report_for
-
-from integration.audit import AuditFilters, query_events, verify_chain
-from integration.db import Database, DraftRecord, utcnow
-from integration.errors import ConflictError, NotFoundError, PublishError
-from integration.report import Approval, DraftProvenance, RadiologyReport
-from integration.review import (
+from integration.audit.log import AuditFilters, query_events, verify_chain
+from integration.report.model import Approval, DraftProvenance, RadiologyReport
+from integration.review.workflow import (
     DraftFilters,
     Reviewer,
     approve_draft,
@@ -25,6 +22,10 @@ from integration.review import (
     reject_draft,
     word_edit_distance,
 )
+from review_helpers import FLAG_LATERALITY, insert_pending, report_for
+
+from integration.errors import ConflictError, NotFoundError, PublishError
+from integration.storage.db import Database, DraftRecord, utcnow
 
 DR = Reviewer(subject="dr-patel", role="radiologist", given_name="Anil", family_name="Patel")
 
@@ -316,7 +317,7 @@ class RecordingWithdrawer:
 async def test_reject_withdraws_a_published_preliminary_or_changes_nothing(
     database: Database,
 ) -> None:
-    from integration import store
+    from integration.storage import repository as store
 
     published = await insert_pending(database)
     unpublished = await insert_pending(database)

@@ -22,6 +22,7 @@ import jsonschema
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from integration.audit.log import AuditFilters, query_events
 from review_helpers import (
     FLAG_LATERALITY,
     ReviewServer,
@@ -31,10 +32,9 @@ from review_helpers import (
     insert_pending,
 )
 
-from integration.audit import AuditFilters, query_events
-from integration.codec import parse_message
-from integration.db import Database, DraftRecord
-from integration.settings import KafkaSettings, TopicSettings
+from integration.app.settings import KafkaSettings, TopicSettings
+from integration.codecs.codec import parse_message
+from integration.storage.db import Database, DraftRecord
 
 
 @pytest.fixture(scope="module")
@@ -477,7 +477,7 @@ async def test_critical_flags_must_be_acknowledged_and_text_must_be_what_was_rev
     http: httpx.AsyncClient, db: Database, tokens: Tokens, kafka: KafkaSettings,
     topics: TopicSettings,
 ) -> None:  # fmt: skip
-    from integration.review import ATTESTATION, text_sha256
+    from integration.review.workflow import ATTESTATION, text_sha256
 
     accession = f"CR{uuid.uuid4().hex[:8].upper()}"
     draft_id = await insert_pending(

@@ -14,17 +14,17 @@ import time
 import uuid
 
 import pytest
+from integration.audit.log import AuditFilters, PageRequest, query_events
+from integration.review.workflow import ATTESTATION
 from review_helpers import ReviewServer, Tokens, consume_all, insert_pending, oru, report_for
 from test_pages_browser import SHOTS, _sign_in
 
 from inference.safety import check_draft
-from integration.audit import AuditFilters, PageRequest, query_events
-from integration.db import Database, DraftRecord
-from integration.fhir_reader import parse_fhir
-from integration.hl7_reader import Er7Message
-from integration.publisher import control_id_for
-from integration.review import ATTESTATION
-from integration.settings import KafkaSettings, TopicSettings
+from integration.app.settings import KafkaSettings, TopicSettings
+from integration.codecs.fhir.reader import parse_fhir
+from integration.codecs.hl7.reader import Er7Message
+from integration.pipeline.publisher import control_id_for
+from integration.storage.db import Database, DraftRecord
 
 pytestmark = pytest.mark.browser
 
@@ -229,10 +229,10 @@ async def test_reject_withdraws_downstream_and_the_patient_query_lists_everythin
 
     from inference.backends.instant import InstantBackend
     from inference.drafting.drafter import Drafter
-    from integration.kafka_client import ensure_topics, make_producer
-    from integration.processor import InboundRecord, Processor
-    from integration.publisher import Publisher
-    from integration.settings import PipelineSettings
+    from integration.app.settings import PipelineSettings
+    from integration.pipeline.kafka_client import ensure_topics, make_producer
+    from integration.pipeline.processor import InboundRecord, Processor
+    from integration.pipeline.publisher import Publisher
 
     assert isinstance(browser, Browser)
     mrn = f"MRN-W{uuid.uuid4().hex[:6].upper()}"

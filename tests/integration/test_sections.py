@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from integration.sections import (
+from integration.report.sections import (
     findings_from_text,
     impression_from_text,
     normalize_text,
@@ -71,7 +71,7 @@ def test_only_other_sections_gives_no_findings() -> None:
 
 
 def test_sign_off_and_communication_lines_stay_out_of_the_sections() -> None:
-    from integration.sections import sign_off_lines
+    from integration.report.sections import sign_off_lines
 
     text = (
         "FINDINGS: Small right effusion. Critical result communicated to Dr Lee at 10:42.\n"

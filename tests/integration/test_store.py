@@ -9,12 +9,12 @@ very list the audit details hold.
 from __future__ import annotations
 
 import pytest
+from integration.report.model import RadiologyReport
 from sqlalchemy import select
 
 from inference.types import Draft
-from integration import store
-from integration.db import Database, DraftRecord, InboundMessage
-from integration.report import RadiologyReport
+from integration.storage import repository as store
+from integration.storage.db import Database, DraftRecord, InboundMessage
 
 
 def _report(accession: str, findings: str, message_id: str) -> RadiologyReport:

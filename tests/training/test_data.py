@@ -188,7 +188,7 @@ def test_load_splits_hospital_jsonl(tmp_path: Path) -> None:
 
 
 def test_load_messages_hl7_and_fhir(data_dir: Path) -> None:
-    pytest.importorskip("integration.codec")
+    pytest.importorskip("integration.codecs.codec")
     files = [
         data_dir / "hl7/oru_v28_two_obr.hl7",
         data_dir / "hl7/oru_v251_findings_only.hl7",  # no impression: skipped

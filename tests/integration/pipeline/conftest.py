@@ -19,10 +19,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import SecretStr
 
-from integration.broker import free_port
-from integration.db import Database, open_database, upgrade_database
-from integration.service import serve
-from integration.settings import (
+from integration.app.service import serve
+from integration.app.settings import (
     ApiSettings,
     DatabaseSettings,
     InferenceSettings,
@@ -31,6 +29,8 @@ from integration.settings import (
     Settings,
     TopicSettings,
 )
+from integration.pipeline.broker import free_port
+from integration.storage.db import Database, open_database, upgrade_database
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -25,10 +25,16 @@ from aiokafka import AIOKafkaProducer
 from pg_faults import PgFaults
 from sqlalchemy import func, select
 
-from integration.db import Database, DraftRecord, InboundMessage, open_database, upgrade_database
-from integration.demo import build_oru
-from integration.service import Pipeline, serve
-from integration.settings import Settings
+from integration.app.demo import build_oru
+from integration.app.service import Pipeline, serve
+from integration.app.settings import Settings
+from integration.storage.db import (
+    Database,
+    DraftRecord,
+    InboundMessage,
+    open_database,
+    upgrade_database,
+)
 
 from .conftest import ModelServer, make_settings, publish, read_outputs
 from .test_pipeline_reliability import NOW, _wait, messages, outputs_by_accession, samples

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from integration.db import Database, DraftRecord, InboundMessage
-from integration.hl7_reader import Er7Message, decode_message
-from integration.settings import Settings
+from integration.app.settings import Settings
+from integration.codecs.hl7.reader import Er7Message, decode_message
+from integration.storage.db import Database, DraftRecord, InboundMessage
 
 from .conftest import publish, read_outputs
 

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from integration.audit.log import verify_chain
 from sqlalchemy import func, select
 
-from integration.audit import verify_chain
-from integration.db import Database, DraftRecord, InboundMessage
-from integration.demo import SampleReport, build_diagnostic_report, build_oru
-from integration.publisher import control_id_for
-from integration.service import serve
-from integration.settings import Settings
+from integration.app.demo import SampleReport, build_diagnostic_report, build_oru
+from integration.app.service import serve
+from integration.app.settings import Settings
+from integration.pipeline.publisher import control_id_for
+from integration.storage.db import Database, DraftRecord, InboundMessage
 
 from .conftest import REPO, ModelServer, Outputs, make_settings, publish, read_outputs, settings_env
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from integration.audit.checkpoint import read_checkpoints, verify_checkpoints
 from pydantic import SecretStr
 
-from integration.audit_checkpoint import read_checkpoints, verify_checkpoints
-from integration.db import Database
-from integration.service import serve
-from integration.settings import AuditSettings
+from integration.app.service import serve
+from integration.app.settings import AuditSettings
+from integration.storage.db import Database
 
 from .conftest import ModelServer, make_settings
 

@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 
 import httpx
+from integration.report.model import RadiologyReport
 from sqlalchemy import update
 
 from inference.types import Draft
-from integration.db import DraftRecord, open_database, upgrade_database, utcnow
-from integration.report import RadiologyReport
-from integration.service import Pipeline, serve
-from integration.settings import InferenceSettings
-from integration.store import insert_draft, record_inbound
+from integration.app.service import Pipeline, serve
+from integration.app.settings import InferenceSettings
+from integration.storage.db import DraftRecord, open_database, upgrade_database, utcnow
+from integration.storage.repository import insert_draft, record_inbound
 
 from .conftest import make_settings
 

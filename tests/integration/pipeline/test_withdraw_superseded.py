@@ -6,18 +6,18 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from integration.audit.log import AuditFilters, query_events
 from review_helpers import oru
 from sqlalchemy import select
 
 from inference.backends.instant import InstantBackend
 from inference.drafting.drafter import Drafter
-from integration.audit import AuditFilters, query_events
-from integration.db import Database, DraftRecord
+from integration.app.settings import KafkaSettings
 from integration.errors import PublishError
-from integration.kafka_client import ensure_topics, make_producer
-from integration.processor import InboundRecord, Processor
-from integration.publisher import PublishedOutput, Publisher, control_id_for
-from integration.settings import KafkaSettings
+from integration.pipeline.kafka_client import ensure_topics, make_producer
+from integration.pipeline.processor import InboundRecord, Processor
+from integration.pipeline.publisher import PublishedOutput, Publisher, control_id_for
+from integration.storage.db import Database, DraftRecord
 
 from .conftest import read_outputs, unique_topics
 

@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
+from integration.app.settings import KafkaSettings
 from integration.errors import (
     DatabaseUnavailable,
     DuplicateKeyError,
     RetriesExhausted,
     StorageError,
 )
-from integration.fault_gate import FaultGate
-from integration.kafka_client import ensure_topics, make_consumer
-from integration.processor import InboundRecord, ProcessResult
-from integration.settings import KafkaSettings
-from integration.worker import RetryPolicy, Worker
+from integration.pipeline.fault_gate import FaultGate
+from integration.pipeline.kafka_client import ensure_topics, make_consumer
+from integration.pipeline.processor import InboundRecord, ProcessResult
+from integration.pipeline.worker import RetryPolicy, Worker
 
 from .conftest import publish
 

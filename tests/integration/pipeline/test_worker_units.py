@@ -5,16 +5,16 @@ from __future__ import annotations
 import ssl
 
 import pytest
+from integration.report.model import Hl7Origin, RadiologyReport
 from pydantic import SecretStr
 
 from inference.errors import AdapterError, BackendUnavailable, GenerationFailed, InvalidRequest
+from integration.app.settings import KafkaSettings
 from integration.errors import MessageParseError, PublishError, StorageError
-from integration.kafka_client import client_options
-from integration.processor import is_retriable, source_key_of
-from integration.publisher import control_id_for, formats_for, message_key
-from integration.report import Hl7Origin, RadiologyReport
-from integration.settings import KafkaSettings
-from integration.worker import PartitionOffsets, RetryPolicy, backoff_delay
+from integration.pipeline.kafka_client import client_options
+from integration.pipeline.processor import is_retriable, source_key_of
+from integration.pipeline.publisher import control_id_for, formats_for, message_key
+from integration.pipeline.worker import PartitionOffsets, RetryPolicy, backoff_delay
 
 
 def test_commit_position_stops_at_the_lowest_unfinished_offset() -> None:

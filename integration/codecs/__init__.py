@@ -1,0 +1,9 @@
+"""Wire formats in and out: HL7 v2 (``hl7/``: reader, writer, escaping, charsets) and FHIR
+R4 (``fhir/``: reader, writer), format detection and options (``codec``), input hygiene
+(``hygiene``) and withdrawals (``withdrawal``).  Pure functions: bytes in, typed models
+out.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

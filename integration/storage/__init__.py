@@ -1,0 +1,8 @@
+"""The service's database: ``db`` (engine, schema, migrations in ``migrations/``),
+``repository`` (inbound, draft and publish state), ``group_commit`` and ``lookups``
+(batching of writes and reads).
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
