@@ -1,8 +1,13 @@
 """Errors of the integration package (codecs, pipeline, review, audit).
 
+The root is :class:`inference.errors.RadgptError` (re-exported here): one tree for the whole
+service, whose ``retriable`` / ``infrastructure`` / ``http_status`` attributes the worker,
+the resilient backend and the HTTP layers read (see :mod:`inference.errors` for their
+meaning and the inference branch).  HTTP statuses are in brackets.
+
 ```
-RadgptError                    base; ``retriable`` drives retry vs dead-letter in the workers
-├── InputError                 the input itself is bad: never retried, dead-lettered (CLI exit 2)
+RadgptError                    the root (inference.errors), with InferenceError beside these
+├── InputError                 the input itself is bad: never retried, dead-lettered (422; CLI 2)
 │   ├── MessageParseError      not parseable as HL7 v2 or FHIR JSON at all
 │   │   ├── TruncatedMessageError  MLLP start without end, or a cut-off last segment
 │   │   ├── CharsetError           bytes that do not decode in the declared MSH-18 charset
@@ -11,16 +16,16 @@ RadgptError                    base; ``retriable`` drives retry vs dead-letter i
 │   ├── UnsupportedMessageError  parseable, but a message type/version we do not handle
 │   ├── InvalidResourceError   FHIR resource that fails validation (type, required, status)
 │   └── MessageTooLarge        over ``pipeline.max_message_bytes`` (or an output the broker refuses)
-├── RenderError                a write-back could not be built from the report (not retriable)
-├── StorageError               the database failed (retriable, at most a few times per message)
+├── RenderError                a write-back could not be built from the report (422)
+├── StorageError               the database failed (retriable, a few times per message) (503)
 │   ├── DatabaseUnavailable    refused/reset/starting/too many connections... (infrastructure)
 │   ├── DuplicateKeyError      an idempotency key was taken concurrently (retry finds the row)
 │   └── DataRejected           the database refused the message's data (SQLSTATE 22; not retriable)
-├── PublishError               Kafka (or the FHIR sink) refused the output (retriable)
+├── PublishError               Kafka (or the FHIR sink) refused the output (retriable) (503)
 │   └── BrokerUnavailable      Kafka cannot be reached or has no leader (infrastructure)
 ├── RetriesExhausted           a message failed ``max_attempts`` times; dead-lettered with history
-├── ConflictError              a state change lost a race (e.g. draft already approved)
-├── NotFoundError              an entity does not exist
+├── ConflictError              a state change lost a race (e.g. draft already approved) (409)
+├── NotFoundError              an entity does not exist (404)
 └── AuthError                  missing/invalid credentials (401)
     └── ForbiddenError         authenticated but not allowed (403)
 ```
@@ -32,6 +37,8 @@ is the one place that decides which class a failure belongs to.
 """
 
 from __future__ import annotations
+
+from inference.errors import Dependency, RadgptError
 
 __all__ = [
     "AuthError",
@@ -59,16 +66,10 @@ __all__ = [
 ]
 
 
-class RadgptError(Exception):
-    """Base of all radgpt integration errors."""
-
-    retriable: bool = False
-    # A dependency is down for every message: pause consumption, probe, retry without a cap.
-    infrastructure: bool = False
-
-
 class InputError(RadgptError):
     """The input message is bad; retrying cannot help."""
+
+    http_status = 422
 
 
 class MessageParseError(InputError):
@@ -106,17 +107,21 @@ class MessageTooLarge(InputError):
 class RenderError(RadgptError):
     """A write-back message could not be built."""
 
+    http_status = 422
+
 
 class StorageError(RadgptError):
     """The database is unreachable or failed."""
 
     retriable = True
+    http_status = 503
 
 
 class DatabaseUnavailable(StorageError):
     """The database cannot be reached or refuses connections (SQLSTATE 08, 53, 55, 57...)."""
 
     infrastructure = True
+    dependency: Dependency | None = "database"
 
 
 class DuplicateKeyError(StorageError):
@@ -127,18 +132,21 @@ class DataRejected(StorageError):
     """The database refused the message's own data (SQLSTATE class 22: NUL, bad encoding)."""
 
     retriable = False
+    http_status = 422
 
 
 class PublishError(RadgptError):
     """An output could not be published."""
 
     retriable = True
+    http_status = 503
 
 
 class BrokerUnavailable(PublishError):
     """Kafka cannot be reached, timed out, or the partition has no leader."""
 
     infrastructure = True
+    dependency: Dependency | None = "broker"
 
 
 class RetriesExhausted(RadgptError):
@@ -153,14 +161,22 @@ class RetriesExhausted(RadgptError):
 class ConflictError(RadgptError):
     """A concurrent change won; the requested transition is no longer possible."""
 
+    http_status = 409
+
 
 class NotFoundError(RadgptError):
     """The requested entity does not exist."""
+
+    http_status = 404
 
 
 class AuthError(RadgptError):
     """Missing, malformed, expired or untrusted credentials."""
 
+    http_status = 401
+
 
 class ForbiddenError(AuthError):
     """The caller is authenticated but lacks the role for this action."""
+
+    http_status = 403

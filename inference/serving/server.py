@@ -39,6 +39,13 @@ from prometheus_client import (
 )
 from pydantic import BaseModel, ConfigDict, Field
 
+from inference.errors import (
+    BackendOverloaded,
+    GenerationFailed,
+    InferenceError,
+    InvalidRequest,
+    UnknownAdapter,
+)
 from inference.serving.engine import Engine
 from inference.types import FinishReason, Generation, GenerationRequest
 
@@ -75,16 +82,17 @@ class ServerLimits:
             raise ValueError("need 0 < max_input_tokens < max_total_tokens")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, error_type: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.error_type = error_type
-
-
-def _validation(message: str) -> ApiError:
-    return ApiError(422, message, "validation")
+def _error_type(exc: InferenceError) -> str:
+    """TGI's ``error_type`` for an error (its status is the error's ``http_status``)."""
+    if isinstance(exc, UnknownAdapter):
+        return "adapter_not_found"
+    if isinstance(exc, InvalidRequest):
+        return "validation"
+    if isinstance(exc, BackendOverloaded):
+        return "overloaded"
+    if isinstance(exc, GenerationFailed):
+        return "generation"
+    return "server"
 
 
 # -- wire models (TGI / OpenAI field names) ------------------------------------------------
@@ -198,18 +206,16 @@ class _Service:
         if name in self.engine.adapters:
             return name
         loaded = ", ".join(sorted(self.engine.adapters)) or "none"
-        raise ApiError(
-            404,
+        raise UnknownAdapter(
             f"unknown adapter {name!r}: this server has the base model "
-            f"{self.engine.model_id!r} and the adapters: {loaded}",
-            "adapter_not_found",
+            f"{self.engine.model_id!r} and the adapters: {loaded}"
         )
 
     def check_tokens(self, prompt: str, max_new_tokens: int | None) -> tuple[int, int]:
         limits = self.limits
         input_tokens = self.engine.count_tokens(prompt)
         if input_tokens > limits.max_input_tokens:
-            raise _validation(
+            raise InvalidRequest(
                 f"`inputs` must have less than {limits.max_input_tokens} tokens. "
                 f"Given: {input_tokens}"
             )
@@ -217,9 +223,9 @@ class _Service:
         if max_new_tokens is None:
             return input_tokens, min(room, limits.default_max_new_tokens)
         if max_new_tokens == 0:
-            raise _validation("`max_new_tokens` must be strictly positive")
+            raise InvalidRequest("`max_new_tokens` must be strictly positive")
         if max_new_tokens > room:
-            raise _validation(
+            raise InvalidRequest(
                 f"`inputs` tokens + `max_new_tokens` must be <= {limits.max_total_tokens}. "
                 f"Given: {input_tokens} `inputs` tokens and {max_new_tokens} `max_new_tokens`"
             )
@@ -227,7 +233,7 @@ class _Service:
 
     def check_stop(self, stop: list[str]) -> tuple[str, ...]:
         if len(stop) > self.limits.max_stop_sequences:
-            raise _validation(
+            raise InvalidRequest(
                 f"`stop` supports up to {self.limits.max_stop_sequences} stop sequences. "
                 f"Given: {len(stop)}"
             )
@@ -238,7 +244,7 @@ class _Service:
         metrics.requests.inc()
         if self.in_flight >= self.limits.max_concurrent_requests:
             metrics.failures.labels(err="overloaded").inc()
-            raise ApiError(429, "Model is overloaded", "overloaded")
+            raise BackendOverloaded("Model is overloaded")
         self.in_flight += 1
         metrics.queue.set(self.in_flight)
         start = time.perf_counter()
@@ -247,7 +253,7 @@ class _Service:
         except Exception as exc:
             log.warning("generation failed: %s", type(exc).__name__)
             metrics.failures.labels(err="generation").inc()
-            raise ApiError(424, f"generation failed: {type(exc).__name__}", "generation") from exc
+            raise GenerationFailed(f"generation failed: {type(exc).__name__}") from exc
         finally:
             self.in_flight -= 1
             metrics.queue.set(self.in_flight)
@@ -286,20 +292,20 @@ class _Service:
 def _generate_request(service: _Service, body: GenerateRequest) -> tuple[GenerationRequest, int]:
     p = body.parameters
     if body.stream:
-        raise _validation("streaming is not supported by radgpt serve-model")
+        raise InvalidRequest("streaming is not supported by radgpt serve-model")
     if not body.inputs.strip():
-        raise _validation("`inputs` cannot be empty")
+        raise InvalidRequest("`inputs` cannot be empty")
     for name in _UNSUPPORTED:
         if getattr(p, name) is not None:
-            raise _validation(f"`{name}` is not supported by radgpt serve-model")
+            raise InvalidRequest(f"`{name}` is not supported by radgpt serve-model")
     if p.watermark or p.decoder_input_details:
-        raise _validation("`watermark` and `decoder_input_details` are not supported")
+        raise InvalidRequest("`watermark` and `decoder_input_details` are not supported")
     if p.temperature is not None and p.temperature <= 0:
-        raise _validation("`temperature` must be strictly positive")
+        raise InvalidRequest("`temperature` must be strictly positive")
     if p.top_p is not None and not 0.0 < p.top_p < 1.0:
-        raise _validation("`top_p` must be > 0.0 and < 1.0")
+        raise InvalidRequest("`top_p` must be > 0.0 and < 1.0")
     if p.top_k is not None and p.top_k <= 0:
-        raise _validation("`top_k` must be strictly positive")
+        raise InvalidRequest("`top_k` must be strictly positive")
     stop = service.check_stop(p.stop)
     adapter = service.adapter(p.adapter_id, chat=False)
     input_tokens, max_new_tokens = service.check_tokens(body.inputs, p.max_new_tokens)
@@ -381,10 +387,10 @@ def create_app(
                 )
         return await call_next(request)
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(InferenceError)
+    async def _api_error(_: Request, exc: InferenceError) -> JSONResponse:
         return JSONResponse(
-            {"error": exc.message, "error_type": exc.error_type}, status_code=exc.status
+            {"error": str(exc), "error_type": _error_type(exc)}, status_code=exc.http_status
         )
 
     @app.exception_handler(RequestValidationError)
@@ -427,13 +433,13 @@ def create_app(
     async def chat_completions(body: ChatRequest) -> JSONResponse:
         start = time.perf_counter()
         if body.stream:
-            raise _validation("streaming is not supported by radgpt serve-model")
+            raise InvalidRequest("streaming is not supported by radgpt serve-model")
         if body.n != 1:
-            raise _validation("`n` must be 1")
+            raise InvalidRequest("`n` must be 1")
         if body.temperature is not None and body.temperature < 0:
-            raise _validation("`temperature` must be >= 0")
+            raise InvalidRequest("`temperature` must be >= 0")
         if body.top_p is not None and not 0.0 < body.top_p <= 1.0:
-            raise _validation("`top_p` must be > 0.0 and <= 1.0")
+            raise InvalidRequest("`top_p` must be > 0.0 and <= 1.0")
         stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         stop = service.check_stop(stops)
         adapter = service.adapter(body.model, chat=True)

@@ -94,10 +94,9 @@ _register()
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from inference.errors import InferenceError
     from integration.errors import RadgptError
 
-    return (RadgptError, InferenceError, ValueError, OSError)
+    return (RadgptError, ValueError, OSError)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -379,6 +379,6 @@ async def serve(
         for task in done:
             if task is not stopper and not task.cancelled() and task.exception() is not None:
                 exc = task.exception()
-                if isinstance(exc, RadgptError | InferenceError):
+                if isinstance(exc, RadgptError):
                     raise exc
                 raise RuntimeError(f"{task.get_name()} failed: {type(exc).__name__}") from exc

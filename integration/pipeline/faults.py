@@ -26,7 +26,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
 
 import asyncpg
 from aiokafka.errors import (
@@ -38,13 +37,7 @@ from aiokafka.errors import (
 )
 from sqlalchemy import exc as sa_exc
 
-from inference.errors import (
-    AdapterError,
-    BackendFailure,
-    BackendUnavailable,
-    InferenceError,
-    ModelNotAvailable,
-)
+from inference.errors import Dependency
 from integration.errors import (
     BrokerUnavailable,
     DatabaseUnavailable,
@@ -69,8 +62,6 @@ __all__ = [
     "translate_db",
     "translate_kafka",
 ]
-
-Dependency = Literal["database", "broker", "model"]
 
 # SQLSTATE classes (first two characters) and codes that mean "the database, not the message".
 _INFRA_CLASSES = frozenset({"08", "53", "55", "57", "58", "28", "3D"})
@@ -202,19 +193,11 @@ def classify(exc: BaseException) -> Classified:
         return Classified(Fault.MESSAGE)
     if isinstance(exc, DB_ERRORS) and not isinstance(exc, RadgptError):
         exc = translate_db(exc)  # a raw driver error that escaped translation
-    if isinstance(exc, RadgptError):
+    if isinstance(exc, RadgptError):  # the flags decide (inference.errors), nothing else
         if exc.infrastructure:
-            dependency: Dependency = "database" if isinstance(exc, StorageError) else "broker"
+            dependency: Dependency = exc.dependency or (
+                "database" if isinstance(exc, StorageError) else "broker"
+            )
             return Classified(Fault.INFRASTRUCTURE, dependency)
-        return Classified(Fault.TRANSIENT if exc.retriable else Fault.MESSAGE)
-    if isinstance(exc, InferenceError):
-        # A wrong or missing adapter / model is a deployment fault, not a fault of the
-        # message: stall and probe instead of dead-lettering every message.
-        if isinstance(exc, AdapterError | ModelNotAvailable):
-            return Classified(Fault.INFRASTRUCTURE, "model")
-        if isinstance(exc, BackendFailure):  # the server answered 500: maybe this prompt
-            return Classified(Fault.TRANSIENT)
-        if isinstance(exc, BackendUnavailable):
-            return Classified(Fault.INFRASTRUCTURE, "model")
         return Classified(Fault.TRANSIENT if exc.retriable else Fault.MESSAGE)
     return Classified(Fault.MESSAGE)  # a bug: never retried forever

@@ -140,12 +140,10 @@ class _Plan:
 
 
 def is_retriable(exc: BaseException) -> bool:
-    """True for failures that retrying can cure (:func:`integration.pipeline.faults.classify`).
-
-    A wrong or missing adapter / model is a deployment fault, not a fault of the message:
-    it is retried (and shows in ``radgpt_retries_total``) instead of dead-lettering every
-    message until someone notices.
-    """
+    """True unless the failure is the message's own (:func:`integration.pipeline.faults.classify`
+    of the error's ``retriable`` / ``infrastructure`` flags): transient faults are retried,
+    infrastructure ones (a wrong adapter included) wait for the dependency, and neither is
+    dead-lettered."""
     return classify(exc).fault is not Fault.MESSAGE
 
 
@@ -273,7 +271,7 @@ class Processor:
         raw_sha = hashlib.sha256(record.value).hexdigest()
         source_key = source_key or f"raw|{raw_sha}"
         error_class = type(exc).__name__
-        reason = _short(exc) if isinstance(exc, RadgptError | InferenceError) else error_class
+        reason = _short(exc) if isinstance(exc, RadgptError) else error_class
         headers = {
             "dlq-error-class": error_class,
             "dlq-source-topic": record.topic,

@@ -62,10 +62,9 @@ from integration.audit.log import (
 )
 from integration.errors import (
     AuthError,
-    ConflictError,
     ForbiddenError,
-    NotFoundError,
     PublishError,
+    RadgptError,
     RenderError,
     StorageError,
 )
@@ -544,21 +543,20 @@ def _detail(
 
 @contextlib.contextmanager
 def _http_errors() -> Iterator[None]:
-    """Translate domain errors into HTTP answers (messages carry ids only, never PHI)."""
+    """Translate domain errors into HTTP answers; the status is the error's own
+    ``http_status`` (the one table: :mod:`inference.errors`, :mod:`integration.errors`).
+    Messages carry ids only, never PHI."""
     try:
         yield
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except ConflictError as exc:
-        raise HTTPException(409, str(exc)) from exc
     except PublishError as exc:
         raise HTTPException(
-            503, f"the final report could not be published, nothing was changed: {exc}"
+            exc.http_status,
+            f"the final report could not be published, nothing was changed: {exc}",
         ) from exc
-    except StorageError as exc:
-        raise HTTPException(503, str(exc)) from exc
     except RenderError as exc:
-        raise HTTPException(422, f"the final report cannot be written: {exc}") from exc
+        raise HTTPException(exc.http_status, f"the final report cannot be written: {exc}") from exc
+    except RadgptError as exc:
+        raise HTTPException(exc.http_status, str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
 
