@@ -167,3 +167,13 @@ def test_imports_resolve_to_modules(module: str, source: str, expected: set[str]
     assert isinstance(node, ast.Import | ast.ImportFrom)
     targets = {t for t in _targets(module, path, node) if t in modules}
     assert expected <= targets
+
+
+def test_the_cli_calls_services_not_http_routers() -> None:
+    graph = import_graph()
+    cli = [m for m in graph if m.startswith("integration.app.cli")]
+    assert cli, "the CLI modules moved"
+    wrong = sorted(
+        (m, d) for m in cli for d in graph[m] if d.startswith("integration.review.web.api")
+    )
+    assert wrong == []

@@ -175,32 +175,23 @@ def query_command(
 ) -> None:
     """Search the audit log, newest first."""
     from integration.audit.export import AuditRow
-    from integration.audit.log import PageRequest, append_event, query_events
-    from integration.review.web.api import describe_filters
+    from integration.audit.log import PageRequest
+    from integration.audit.service import search_events
 
     filters = _filters(since, until, by, action, accession, patient_id, outcome)
     who = _actor(actor)
 
     async def work(database: Any) -> tuple[list[AuditRow], int]:
         async with database.sessions() as session:
-            result = await query_events(
-                session, filters, PageRequest(limit=page_size, offset=(page - 1) * page_size)
-            )
-            rows = [AuditRow.model_validate(e) for e in result.items]
-            await append_event(
+            result = await search_events(
                 session,
+                filters,
+                PageRequest(limit=page_size, offset=(page - 1) * page_size),
                 actor=who,
                 actor_role="cli",
-                action="queried",
-                entity_type="audit_log",
-                entity_id="audit_log",
-                details={
-                    "filters": describe_filters(filters),
-                    "page": page,
-                    "total": result.total,
-                    **_who_ran(actor),
-                },
+                details=_who_ran(actor),
             )
+            rows = [AuditRow.model_validate(e) for e in result.items]
             await session.commit()
             return rows, result.total
 
@@ -261,28 +252,20 @@ def export_command(
 ) -> None:
     """Export matching events (oldest first) as CSV or a FHIR R4 AuditEvent Bundle."""
     from integration.audit.export import to_csv, to_fhir_bundle
-    from integration.audit.log import append_event
-    from integration.review.web.api import describe_filters, export_rows
+    from integration.audit.service import export_events
 
     filters = _filters(since, until, by, action, accession, patient_id, outcome)
     who = _actor(actor)
 
     async def work(database: Any) -> str:
         async with database.sessions() as session:
-            rows = await export_rows(session, filters)
-            await append_event(
+            rows = await export_events(
                 session,
+                filters,
+                format=format,
                 actor=who,
                 actor_role="cli",
-                action="exported",
-                entity_type="audit_log",
-                entity_id="audit_log",
-                details={
-                    "format": format,
-                    "filters": describe_filters(filters),
-                    "count": len(rows),
-                    **_who_ran(actor),
-                },
+                details=_who_ran(actor),
             )
             if format == "csv":
                 text = to_csv(rows)

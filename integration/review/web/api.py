@@ -56,10 +56,10 @@ from integration.audit.log import (
     PageRequest,
     append_event,
     append_events,
-    query_events,
     record_verification,
     verify_chain,
 )
+from integration.audit.service import export_events, search_events
 from integration.errors import (
     AuthError,
     ForbiddenError,
@@ -111,7 +111,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_EXPORT_LIMIT = 100_000
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -951,28 +950,16 @@ def build_review_router(context: ReviewContext) -> APIRouter:
     ) -> AuditPageOut:
         with _http_errors():
             async with session() as s:
-                result = await query_events(
+                result = await search_events(
                     s,
                     filters,
                     PageRequest(
                         limit=page_size, offset=(page - 1) * page_size, newest_first=newest_first
                     ),
-                )
-                items = [AuditRow.model_validate(e) for e in result.items]
-                await append_event(
-                    s,
                     actor=principal.subject,
                     actor_role=principal.primary_role,
-                    action="queried",
-                    entity_type="audit_log",
-                    entity_id="audit_log",
-                    details={
-                        "filters": describe_filters(filters),
-                        "page": page,
-                        "page_size": page_size,
-                        "total": result.total,
-                    },
                 )
+                items = [AuditRow.model_validate(e) for e in result.items]
                 await s.commit()
         response.headers.update(_NO_STORE)
         return AuditPageOut(items=items, total=result.total, page=page, page_size=page_size)
@@ -994,19 +981,12 @@ def build_review_router(context: ReviewContext) -> APIRouter:
     ) -> Response:
         with _http_errors():
             async with session() as s:
-                rows = await export_rows(s, filters)
-                await append_event(
+                rows = await export_events(
                     s,
+                    filters,
+                    format=format,
                     actor=principal.subject,
                     actor_role=principal.primary_role,
-                    action="exported",
-                    entity_type="audit_log",
-                    entity_id="audit_log",
-                    details={
-                        "format": format,
-                        "filters": describe_filters(filters),
-                        "count": len(rows),
-                    },
                 )
                 await s.commit()
         stamp = context.clock().strftime("%Y%m%dT%H%M%SZ")
@@ -1111,39 +1091,6 @@ def listed_events(
         )
         for patient_id, drafts in groups
     ]
-
-
-def describe_filters(filters: AuditFilters) -> dict[str, Any]:
-    """The non-empty filters of an audit query, JSON-ready (recorded with the query)."""
-    out: dict[str, Any] = {}
-    for key, value in vars(filters).items():
-        if value is not None:
-            out[key] = value.isoformat() if isinstance(value, datetime) else value
-    return out
-
-
-async def export_rows(
-    session: AsyncSession, filters: AuditFilters, *, limit: int = _EXPORT_LIMIT
-) -> list[AuditRow]:
-    """All rows matching ``filters``, oldest first (chain order); more than ``limit`` is refused."""
-    rows: list[AuditRow] = []
-    offset = 0
-    while True:
-        page = await query_events(
-            session,
-            filters,
-            PageRequest(limit=1000, offset=offset, newest_first=False),
-        )
-        if page.total > limit:
-            raise ValueError(
-                f"{page.total} audit rows match; export at most {limit} at a time "
-                "(narrow the time range)"
-            )
-        rows.extend(AuditRow.model_validate(e) for e in page.items)
-        if page.next_offset is None:
-            break
-        offset = page.next_offset
-    return rows
 
 
 def _outcome_fields(outcome: Any) -> dict[str, Any]:
