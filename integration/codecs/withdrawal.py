@@ -21,7 +21,6 @@ preliminary it withdraws.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
 
 from integration.codecs.fhir.writer import (
     _DATA_OPERATION,
@@ -54,6 +53,7 @@ from integration.codecs.hl7.writer import (
 )
 from integration.errors import RenderError
 from integration.report.model import Clinician, DraftProvenance, RadiologyReport
+from integration.report.vocabulary import WithdrawalReason
 
 __all__ = [
     "HL7_WITHDRAWN_OBR_STATUS",
@@ -63,7 +63,6 @@ __all__ = [
     "build_withdrawal_oru",
 ]
 
-WithdrawalReason = Literal["rejected", "superseded"]
 HL7_WITHDRAWN_OBR_STATUS = "I"
 HL7_WITHDRAWN_OBX_STATUS = "W"
 

@@ -60,6 +60,7 @@ from integration.pipeline.metrics import PipelineMetrics
 from integration.pipeline.publisher import PublishedOutput, Publisher
 from integration.report.model import RadiologyReport
 from integration.report.patient_ids import patient_hint, patient_of
+from integration.report.vocabulary import RIS_CANCELLED
 from integration.review.workflow import record_external_final
 from integration.storage import repository as store
 from integration.storage.db import AuditEntry, Database, DraftRecord, InboundMessage, utcnow
@@ -80,7 +81,6 @@ log = logging.getLogger(__name__)
 
 ACTOR = "radgpt-pipeline"
 _ROLE = "system"
-_RIS_CANCELLED = frozenset({"x", "w", "cancelled", "entered-in-error"})
 Outcome = Literal["drafted", "skipped", "dead_lettered", "final_matched", "duplicate"]
 
 
@@ -329,7 +329,7 @@ class Processor:
         seen: set[tuple[str | None, str]] = set()
         for index, report in enumerate(reports):
             status = (report.status or "").strip().lower()
-            if report.is_final or status in _RIS_CANCELLED:
+            if report.is_final or status in RIS_CANCELLED:
                 plans.append(_Plan(index, report, "final"))
                 continue
             if not report.findings.strip():

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from integration.report.vocabulary import FINAL_STATUSES, normalise_whitespace
+
 __all__ = [
     "Approval",
     "Clinician",
@@ -159,12 +161,12 @@ class RadiologyReport(_Frozen):
 
     @property
     def is_final(self) -> bool:
-        return (self.status or "").lower() in {"f", "final", "c", "corrected", "amended"}
+        return (self.status or "").lower() in FINAL_STATUSES
 
     @property
     def findings_hash(self) -> str:
         """SHA-256 of the findings text (whitespace-normalised); used for idempotency."""
-        normal = " ".join(self.findings.split())
+        normal = normalise_whitespace(self.findings)
         return hashlib.sha256(normal.encode("utf-8")).hexdigest()
 
     def summary(self) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import re
 
+from integration.report.vocabulary import normalise_whitespace
+
 __all__ = [
     "SECTION_HEADINGS",
     "findings_from_text",
@@ -83,9 +85,8 @@ def sign_off_lines(text: str) -> list[str]:
     return [normalize_text(m.group("line")) for m in _SIGN_OFF_RE.finditer(text)]
 
 
-def normalize_text(text: str) -> str:
-    """Collapse all whitespace (line breaks included) to single spaces."""
-    return " ".join(text.split())
+#: Collapse all whitespace (line breaks included) to single spaces.
+normalize_text = normalise_whitespace
 
 
 def split_sections(text: str) -> dict[str, str]:

@@ -44,6 +44,11 @@ from integration.report.model import (
     Priority,
     RadiologyReport,
 )
+from integration.report.vocabulary import (
+    RIS_CANCELLED,
+    WithdrawalReason,
+    normalise_whitespace,
+)
 from integration.storage.db import AuditEntry, DraftRecord, utcnow
 from integration.storage.repository import provenance_of, report_of
 
@@ -91,15 +96,13 @@ ATTESTATION = (
     "for the signed report."
 )
 _PRIORITY_RANK = {"stat": 0, "asap": 1, "urgent": 2, "routine": 3}
-_RIS_CANCELLED = frozenset({"x", "w", "cancelled", "entered-in-error"})
 
 
 # --- pure functions -----------------------------------------------------------------------
 
 
-def normalise_text(text: str) -> str:
-    """Whitespace-normalised text: what "identical" means when comparing impressions."""
-    return " ".join(text.split())
+#: Whitespace-normalised text: what "identical" means when comparing impressions.
+normalise_text = normalise_whitespace
 
 
 def text_sha256(text: str) -> str:
@@ -137,7 +140,7 @@ def classify_external_final(
     ``entered-in-error``) or one without an impression rejects the draft; otherwise an
     identical impression (whitespace aside) accepts it and a different one counts as edited.
     """
-    if (ris_status or "").strip().lower() in _RIS_CANCELLED or not (final_text or "").strip():
+    if (ris_status or "").strip().lower() in RIS_CANCELLED or not (final_text or "").strip():
         return "rejected"
     return (
         "approved" if normalise_text(draft_text) == normalise_text(final_text or "") else "edited"
@@ -234,7 +237,7 @@ class Withdrawer(Protocol):
         impression: str,
         draft: DraftProvenance,
         *,
-        reason: Literal["rejected", "superseded"],
+        reason: WithdrawalReason,
         withdrawn_at: datetime,
         withdrawn_by: Clinician | None = None,
     ) -> Any: ...
@@ -566,7 +569,7 @@ async def withdraw_published(
     session: AsyncSession,
     draft: DraftRecord,
     *,
-    reason: Literal["rejected", "superseded"],
+    reason: WithdrawalReason,
     withdrawer: Withdrawer,
     actor: str,
     actor_role: str,

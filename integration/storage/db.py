@@ -52,6 +52,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from integration.errors import StorageError
 from integration.pipeline.faults import DB_ERRORS, db_errors
+from integration.report.vocabulary import DRAFT_STATUSES
 
 __all__ = [
     "DRAFT_STATUSES",
@@ -71,7 +72,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 INBOUND_OUTCOMES = ("drafted", "skipped", "dead_lettered", "final_matched", "duplicate")
-DRAFT_STATUSES = ("pending_review", "approved", "edited", "rejected", "superseded")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

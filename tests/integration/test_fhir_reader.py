@@ -171,3 +171,47 @@ def test_bogus_status_inside_a_bundle_names_the_entry() -> None:
 def test_not_json(raw: bytes) -> None:
     with pytest.raises(MessageParseError):
         parse_fhir(raw)
+
+
+def test_findings_and_impression_codes_are_those_of_the_hl7_reader() -> None:
+    """One vocabulary: a DICOM-coded Finding Observation is findings in FHIR as in HL7."""
+    from integration.codecs.fhir.reader import parse_fhir
+    from integration.report.vocabulary import FINDINGS_CODES, IMPRESSION_CODES
+
+    assert {"18782-3", "59776-5", "121071"} <= FINDINGS_CODES
+    assert {"19005-8", "121073"} <= IMPRESSION_CODES
+    resource = {
+        "resourceType": "DiagnosticReport",
+        "id": "dcm-coded",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "36643-5"}]},
+        "identifier": [{"system": "urn:oid:1.2.3", "value": "ACC-DCM-1"}],
+        "contained": [
+            {
+                "resourceType": "Observation",
+                "id": "f",
+                "status": "final",
+                "code": {
+                    "coding": [
+                        {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "121071"}
+                    ]
+                },
+                "valueString": "Small left pleural effusion.",
+            },
+            {
+                "resourceType": "Observation",
+                "id": "i",
+                "status": "final",
+                "code": {
+                    "coding": [
+                        {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "121073"}
+                    ]
+                },
+                "valueString": "Left effusion.",
+            },
+        ],
+        "result": [{"reference": "#f"}, {"reference": "#i"}],
+    }
+    [report] = parse_fhir(json.dumps(resource).encode())
+    assert report.findings == "Small left pleural effusion."
+    assert report.impression == "Left effusion."

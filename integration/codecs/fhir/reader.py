@@ -60,6 +60,7 @@ from integration.report.sections import (
     split_sections,
     strip_sign_off,
 )
+from integration.report.vocabulary import FINDINGS_CODES, IMPRESSION_CODES
 
 __all__ = [
     "DIAGNOSTIC_REPORT_STATUSES",
@@ -110,8 +111,6 @@ _BUNDLE_TYPES = frozenset(
     }
 )
 _LOINC = "http://loinc.org"
-_FINDINGS_CODES = frozenset({"18782-3", "59776-5"})
-_IMPRESSION_CODES = frozenset({"19005-8"})
 _V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
 _V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 _TEXT_TYPES = ("text/plain", "text/html", "application/xhtml", "application/xhtml+xml")
@@ -441,10 +440,10 @@ def _report(
         if obs is None or obs.get("resourceType") != "Observation":
             continue
         codes = _codes(obs.get("code"))
-        if codes & (_FINDINGS_CODES | _IMPRESSION_CODES):
+        if codes & (FINDINGS_CODES | IMPRESSION_CODES):
             _check_observation(obs, f"{where} result[{index}]")
             text = _observation_text(obs)
-            (findings_parts if codes & _FINDINGS_CODES else impression_parts).append(text)
+            (findings_parts if codes & FINDINGS_CODES else impression_parts).append(text)
 
     full_text = ""
     for attachment in resource.get("presentedForm") or []:

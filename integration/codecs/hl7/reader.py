@@ -63,6 +63,7 @@ from integration.report.sections import (
     split_sections,
     strip_sign_off,
 )
+from integration.report.vocabulary import FINDINGS_CODES, IMPRESSION_CODES
 
 __all__ = [
     "DEFAULT_ACCESSION_FIELDS",
@@ -80,8 +81,6 @@ SUPPORTED_VERSIONS = frozenset(
     {"2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"}
 )
 
-_FINDINGS_CODES = frozenset({"18782-3", "59776-5", "121071"})
-_IMPRESSION_CODES = frozenset({"19005-8", "121073"})
 _REPORT_CODES = frozenset({"18748-4", "11528-7", "SR TEXT"})
 _INDICATION_CODES = frozenset({"11329-0", "18785-6", "55115-0", "121109"})
 _OTHER_SECTION_CODES = frozenset(
@@ -476,9 +475,9 @@ def _obx_kind(obx: Segment, imaging: bool) -> str | None:
     codes = {ident, alt}
     if value_type not in _TEXT_TYPES and value_type not in ("CE", "CWE", ""):
         return None
-    if codes & _FINDINGS_CODES or text in ("FINDINGS", "FINDING"):
+    if codes & FINDINGS_CODES or text in ("FINDINGS", "FINDING"):
         return "findings"
-    if codes & _IMPRESSION_CODES or suffix == "IMP" or text in ("IMPRESSION", "IMPRESSIONS"):
+    if codes & IMPRESSION_CODES or suffix == "IMP" or text in ("IMPRESSION", "IMPRESSIONS"):
         return "impression"
     if codes & _INDICATION_CODES or suffix in ("HX", "IND"):
         return "indication"

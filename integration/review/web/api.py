@@ -70,6 +70,7 @@ from integration.errors import (
 )
 from integration.pipeline.faults import db_errors
 from integration.report.model import Priority, RadiologyReport
+from integration.report.vocabulary import DraftStatus
 from integration.review.auth import (
     Permission,
     Principal,
@@ -720,7 +721,7 @@ def build_review_router(context: ReviewContext) -> APIRouter:
         principal: Reviewing,
         response: Response,
         status: Annotated[
-            Literal["pending_review", "approved", "edited", "rejected", "superseded"] | None,
+            DraftStatus | None,
             Query(),
         ] = None,
         modality: Annotated[str | None, Query(max_length=32)] = None,
