@@ -19,7 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 from sqlalchemy import Select, Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +33,9 @@ __all__ = [
     "AuditFilters",
     "AuditPage",
     "ChainReport",
+    "DraftRef",
     "PageRequest",
+    "append_draft_event",
     "append_event",
     "append_events",
     "compute_row_hash",
@@ -243,6 +245,42 @@ async def append_event(
     session.add(entry)
     await session.flush()
     return entry
+
+
+class DraftRef(Protocol):
+    """What an audit event about a draft names: the draft, its study and its patient."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def accession(self) -> str | None: ...
+    @property
+    def patient_id(self) -> str | None: ...
+
+
+async def append_draft_event(
+    session: AsyncSession,
+    draft: DraftRef,
+    *,
+    actor: str,
+    actor_role: str,
+    action: str,
+    outcome: Outcome = "success",
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one event about ``draft`` (entity, accession and patient from the draft)."""
+    return await append_event(
+        session,
+        actor=actor,
+        actor_role=actor_role,
+        action=action,
+        entity_type="draft",
+        entity_id=draft.id,
+        accession=draft.accession,
+        patient_id=draft.patient_id,
+        outcome=outcome,
+        details=details,
+    )
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from sqlalchemy import Text, case, cast, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from integration.audit.log import append_event
+from integration.audit.log import append_draft_event
 from integration.errors import ConflictError, NotFoundError, PublishError, RenderError, StorageError
 from integration.report.model import (
     Approval,
@@ -519,15 +519,12 @@ async def approve_draft(
                 report, published_text, approval, provenance_of(draft)
             )
             outputs = _output_ids(sent)
-        await append_event(
+        await append_draft_event(
             session,
+            draft,
             actor=reviewer.subject,
             actor_role=reviewer.role,
             action=status,
-            entity_type="draft",
-            entity_id=draft.id,
-            accession=draft.accession,
-            patient_id=draft.patient_id,
             details={
                 "edit_distance": distance,
                 "draft_sha256": text_sha256(draft.draft_text),
@@ -592,15 +589,12 @@ async def withdraw_published(
         withdrawn_by=withdrawn_by,
     )
     outputs = _output_ids(sent)
-    await append_event(
+    await append_draft_event(
         session,
+        draft,
         actor=actor,
         actor_role=actor_role,
         action="withdrawn",
-        entity_type="draft",
-        entity_id=draft.id,
-        accession=draft.accession,
-        patient_id=draft.patient_id,
         details={
             "reason": reason,
             "outputs": outputs,
@@ -650,15 +644,12 @@ async def reject_draft(
                 "updated_at": now,
             },
         )
-        await append_event(
+        await append_draft_event(
             session,
+            draft,
             actor=reviewer.subject,
             actor_role=reviewer.role,
             action="rejected",
-            entity_type="draft",
-            entity_id=draft.id,
-            accession=draft.accession,
-            patient_id=draft.patient_id,
             details={
                 "category": category,
                 "reason_sha256": text_sha256(reason),
@@ -725,15 +716,12 @@ async def record_communication(
             raise ConflictError(
                 f"draft {draft_id} is {draft.status}: record the communication in the RIS"
             )
-        await append_event(
+        await append_draft_event(
             session,
+            draft,
             actor=reviewer.subject,
             actor_role=reviewer.role,
             action="communicated",
-            entity_type="draft",
-            entity_id=draft.id,
-            accession=draft.accession,
-            patient_id=draft.patient_id,
             details={
                 "recipient": recipient,
                 "method": method,
@@ -890,15 +878,12 @@ async def record_external_final(
         if getattr(claim, "rowcount", 0) != 1:  # a radiologist reviewed it a moment ago
             log.info("RIS final for draft %s arrived after its review", pending.id)
             return ExternalFinalResult(matched=False, draft_id=pending.id)
-        await append_event(
+        await append_draft_event(
             session,
+            pending,
             actor=actor,
             actor_role=actor_role,
             action="ris_final",
-            entity_type="draft",
-            entity_id=pending.id,
-            accession=pending.accession,
-            patient_id=pending.patient_id,
             details={
                 "decision": decision,
                 "edit_distance": distance,

@@ -30,7 +30,7 @@ in ``sessionStorage`` and call this API, so the same roles apply.
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, cast
@@ -54,6 +54,7 @@ from integration.audit.log import (
     AuditEvent,
     AuditFilters,
     PageRequest,
+    append_draft_event,
     append_event,
     append_events,
     record_verification,
@@ -541,6 +542,12 @@ def _detail(
     )
 
 
+# Refusals of a review that are audited as failed reviews (a lost race, a publish failure,
+# an approval the server rejects).
+_AUDITED_APPROVE_FAILURES = frozenset({409, 422, 503})
+_AUDITED_REJECT_FAILURES = frozenset({409, 503})
+
+
 @contextlib.contextmanager
 def _http_errors() -> Iterator[None]:
     """Translate domain errors into HTTP answers; the status is the error's own
@@ -783,15 +790,12 @@ def build_review_router(context: ReviewContext) -> APIRouter:
                 record = await get_draft(s, draft_id)
                 priors = await prior_drafts(s, record)
                 detail = _detail(record, await draft_history(s, record.id), priors)
-                await append_event(
+                await append_draft_event(
                     s,
+                    record,
                     actor=principal.subject,
                     actor_role=principal.primary_role,
                     action="viewed",
-                    entity_type="draft",
-                    entity_id=record.id,
-                    accession=record.accession,
-                    patient_id=record.patient_id,
                     details={
                         "status": record.status,
                         "version": record.version,
@@ -821,6 +825,26 @@ def build_review_router(context: ReviewContext) -> APIRouter:
         except Exception:
             log.exception("could not audit a failed review of draft %s", draft_id)
 
+    async def review(
+        principal: Principal,
+        draft_id: str,
+        action: str,
+        audited: frozenset[int],
+        decide: Callable[[AsyncSession], Awaitable[Any]],
+    ) -> ReviewResult:
+        """Run one review decision in its own transaction; a refusal with a status in
+        ``audited`` is recorded as a failed review before the error is answered."""
+        try:
+            with _http_errors():
+                async with session() as s:
+                    outcome = await decide(s)
+        except HTTPException as exc:
+            if exc.status_code in audited:
+                await audit_failed_review(principal, draft_id, action, str(exc.detail))
+            raise
+        await _refresh_quality(context)
+        return ReviewResult(id=outcome.draft_id, **_outcome_fields(outcome))
+
     @router.post(
         "/api/drafts/{draft_id}/approve",
         response_model=ReviewResult,
@@ -831,28 +855,25 @@ def build_review_router(context: ReviewContext) -> APIRouter:
         principal: Reviewing, draft_id: DraftId, body: ApproveRequest | None = None
     ) -> ReviewResult:
         request = body or ApproveRequest()
-        try:
-            with _http_errors():
-                async with session() as s:
-                    outcome = await approve_draft(
-                        s,
-                        draft_id=draft_id,
-                        reviewer=reviewer_of(principal),
-                        impression=request.impression,
-                        expected_version=request.expected_version,
-                        publisher=context.publisher,
-                        clock=context.clock,
-                        acknowledged_flags=request.acknowledged_flags,
-                        attested=request.attested,
-                        draft_sha256=request.draft_sha256,
-                        impression_sha256=request.impression_sha256,
-                    )
-        except HTTPException as exc:
-            if exc.status_code in (409, 503, 422):
-                await audit_failed_review(principal, draft_id, "approved", str(exc.detail))
-            raise
-        await _refresh_quality(context)
-        return ReviewResult(id=outcome.draft_id, **_outcome_fields(outcome))
+        return await review(
+            principal,
+            draft_id,
+            "approved",
+            _AUDITED_APPROVE_FAILURES,
+            lambda s: approve_draft(
+                s,
+                draft_id=draft_id,
+                reviewer=reviewer_of(principal),
+                impression=request.impression,
+                expected_version=request.expected_version,
+                publisher=context.publisher,
+                clock=context.clock,
+                acknowledged_flags=request.acknowledged_flags,
+                attested=request.attested,
+                draft_sha256=request.draft_sha256,
+                impression_sha256=request.impression_sha256,
+            ),
+        )
 
     @router.post(
         "/api/drafts/{draft_id}/reject",
@@ -861,25 +882,22 @@ def build_review_router(context: ReviewContext) -> APIRouter:
         responses={404: {}, 409: {"description": "already reviewed"}},
     )
     async def reject(principal: Reviewing, draft_id: DraftId, body: RejectRequest) -> ReviewResult:
-        try:
-            with _http_errors():
-                async with session() as s:
-                    outcome = await reject_draft(
-                        s,
-                        draft_id=draft_id,
-                        reviewer=reviewer_of(principal),
-                        reason=body.reason,
-                        category=body.category,
-                        expected_version=body.expected_version,
-                        clock=context.clock,
-                        withdrawer=context.withdrawer,
-                    )
-        except HTTPException as exc:
-            if exc.status_code in (409, 503):
-                await audit_failed_review(principal, draft_id, "rejected", str(exc.detail))
-            raise
-        await _refresh_quality(context)
-        return ReviewResult(id=outcome.draft_id, **_outcome_fields(outcome))
+        return await review(
+            principal,
+            draft_id,
+            "rejected",
+            _AUDITED_REJECT_FAILURES,
+            lambda s: reject_draft(
+                s,
+                draft_id=draft_id,
+                reviewer=reviewer_of(principal),
+                reason=body.reason,
+                category=body.category,
+                expected_version=body.expected_version,
+                clock=context.clock,
+                withdrawer=context.withdrawer,
+            ),
+        )
 
     @router.post(
         "/api/drafts/{draft_id}/communications",
