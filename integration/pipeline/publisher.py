@@ -28,16 +28,21 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from integration.app.settings import FhirSinkSettings, PipelineSettings, TopicSettings
-from integration.codecs.fhir.writer import build_final_bundle, build_preliminary_bundle
-from integration.codecs.hl7.writer import build_final_oru, build_preliminary_oru, encode_er7
-from integration.codecs.withdrawal import (
-    WithdrawalReason,
+from integration.codecs.fhir.writer import (
+    build_final_bundle,
+    build_preliminary_bundle,
     build_withdrawal_bundle,
+)
+from integration.codecs.hl7.writer import (
+    build_final_oru,
+    build_preliminary_oru,
     build_withdrawal_oru,
+    encode_er7,
 )
 from integration.errors import PublishError
 from integration.pipeline.faults import is_too_large, translate_kafka
 from integration.report.model import Approval, Clinician, DraftProvenance, RadiologyReport
+from integration.report.vocabulary import WithdrawalReason
 
 __all__ = [
     "Answer",

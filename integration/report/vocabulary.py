@@ -19,6 +19,7 @@ __all__ = [
     "DraftStatus",
     "WithdrawalReason",
     "normalise_whitespace",
+    "withdrawal_notice",
 ]
 
 DraftStatus = Literal["pending_review", "approved", "edited", "rejected", "superseded"]
@@ -43,3 +44,16 @@ def normalise_whitespace(text: str) -> str:
     """All runs of whitespace (line breaks included) as single spaces, trimmed: what
     "identical" means when two impressions or two findings are compared."""
     return " ".join(text.split())
+
+
+def withdrawal_notice(reason: WithdrawalReason, draft_id: str) -> str:
+    """What a withdrawal (HL7 NTE, FHIR conclusion) tells the reader of the preliminary."""
+    why = (
+        "rejected by the reviewing radiologist"
+        if reason == "rejected"
+        else "superseded by a newer report for this accession"
+    )
+    return (
+        f"WITHDRAWN: the preliminary AI-drafted impression (draft {draft_id}) was {why}. "
+        "Disregard it; the radiologist's report follows."
+    )

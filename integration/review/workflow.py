@@ -620,8 +620,9 @@ async def reject_draft(
 
     With ``withdrawer``, a preliminary already published for the draft is withdrawn
     downstream in the same transaction (HL7 OBX-11 ``W``, FHIR ``entered-in-error``; see
-    :mod:`integration.codecs.withdrawal`): if Kafka refuses, nothing changes and the draft stays
-    pending.  The radiologist then reports the study in the RIS as usual.
+    ``build_withdrawal_oru`` / ``build_withdrawal_bundle`` in :mod:`integration.codecs`): if
+    Kafka refuses, nothing changes and the draft stays pending.  The radiologist then
+    reports the study in the RIS as usual.
     """
     reason = reason.strip()
     if not reason:

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from integration.review.auth import TokenVerifier
 from review_helpers import (
     ARGS,
     CHROMIUM,
@@ -18,6 +17,7 @@ from review_helpers import (
 )
 
 from integration.app.settings import KafkaSettings, TopicSettings
+from integration.review.auth import TokenVerifier
 from integration.storage.db import Database, open_database, upgrade_database
 
 

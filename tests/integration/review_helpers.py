@@ -23,19 +23,19 @@ import asyncpg
 import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer
-from integration.report.model import RadiologyReport
-from integration.review.auth import TokenVerifier, mint_dev_token
-from integration.review.web.api import ReviewContext, create_review_app
-from integration.review.web.rate_limit import UnauthenticatedLimiter
 
 from inference.safety import SafetyFlag
 from inference.types import Draft, DraftMethod
-from integration.storage import repository as store
 from integration.app.settings import KafkaSettings, PipelineSettings, TopicSettings
 from integration.codecs.codec import parse_message
 from integration.pipeline.broker import free_port
 from integration.pipeline.kafka_client import ensure_topics, make_producer
 from integration.pipeline.publisher import Publisher
+from integration.report.model import RadiologyReport
+from integration.review.auth import TokenVerifier, mint_dev_token
+from integration.review.web.api import ReviewContext, create_review_app
+from integration.review.web.rate_limit import UnauthenticatedLimiter
+from integration.storage import repository as store
 from integration.storage.db import Database, open_database, upgrade_database
 
 PG_ADMIN_URL = os.environ.get("RADGPT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

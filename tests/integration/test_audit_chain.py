@@ -6,6 +6,9 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
 from integration.audit.log import (
     GENESIS_HASH,
     AuditFilters,
@@ -14,9 +17,6 @@ from integration.audit.log import (
     query_events,
     verify_chain,
 )
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-
 from integration.storage.db import Database, utcnow
 
 

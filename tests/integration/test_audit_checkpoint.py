@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from integration.audit.log import compute_row_hash
 from sqlalchemy import select
 from test_cli_review import _activity, _tamper, _url, radgpt
 
+from integration.audit.log import compute_row_hash
 from integration.storage.db import AuditEntry, Database
 
 KEY = {"RADGPT_AUDIT__CHECKPOINT_KEY": "kept-by-the-compliance-office"}

@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from integration.audit.export import (
     CSV_COLUMNS,
     AuditRow,

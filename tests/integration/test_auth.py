@@ -14,6 +14,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from integration.app.settings import AuthSettings
+from integration.errors import AuthError, ForbiddenError
 from integration.review.auth import (
     Permission,
     Principal,
@@ -25,9 +28,6 @@ from integration.review.auth import (
     mint_dev_token,
     roles_from_claims,
 )
-
-from integration.app.settings import AuthSettings
-from integration.errors import AuthError, ForbiddenError
 
 
 def _rsa_key() -> rsa.RSAPrivateKey:

@@ -196,11 +196,10 @@ def _pipeline_payloads(path: Path, impression: str, draft_id: str) -> list[bytes
     """What the pipeline publishes for ``path`` (the Publisher's own payload builder)."""
     from datetime import datetime
 
-    from integration.report.model import DraftProvenance
-
     from integration.app.settings import PipelineSettings
     from integration.codecs.codec import parse_message
     from integration.pipeline.publisher import formats_for, preliminary_answer
+    from integration.report.model import DraftProvenance
 
     draft = DraftProvenance(
         draft_id=draft_id,

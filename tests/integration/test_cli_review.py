@@ -13,12 +13,12 @@ from pathlib import Path
 import asyncpg
 import jsonschema
 import pytest
-from integration.audit.log import AuditFilters, query_events
-from integration.review.auth import TokenVerifier
-from integration.review.workflow import Reviewer, approve_draft, reject_draft
 from review_helpers import insert_pending
 from sqlalchemy import text
 
+from integration.audit.log import AuditFilters, query_events
+from integration.review.auth import TokenVerifier
+from integration.review.workflow import Reviewer, approve_draft, reject_draft
 from integration.storage.db import Database
 
 REPO = Path(__file__).resolve().parents[2]

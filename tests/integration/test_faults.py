@@ -18,7 +18,6 @@ from aiokafka.errors import (
     NotLeaderForPartitionError,
     UnknownError,
 )
-from integration.review.auth import TokenVerifier
 from pg_faults import PG_ADMIN_URL, PgFaults
 from review_helpers import ReviewServer, Tokens
 from sqlalchemy import text
@@ -30,7 +29,6 @@ from inference.errors import (
     CircuitOpen,
     InvalidRequest,
 )
-from integration.storage import repository as store
 from integration.errors import (
     BrokerUnavailable,
     DatabaseUnavailable,
@@ -50,6 +48,8 @@ from integration.pipeline.faults import (
     translate_db,
     translate_kafka,
 )
+from integration.review.auth import TokenVerifier
+from integration.storage import repository as store
 from integration.storage.db import Database, open_database, upgrade_database
 
 pytestmark = pytest.mark.faults

@@ -12,7 +12,6 @@ from typing import Any
 import jsonschema
 import pytest
 from fhir.resources.R4B.bundle import Bundle
-from integration.report.model import Approval, Clinician, DraftProvenance, RadiologyReport
 
 from integration.codecs.fhir.reader import parse_fhir
 from integration.codecs.fhir.writer import (
@@ -23,6 +22,7 @@ from integration.codecs.fhir.writer import (
 )
 from integration.codecs.hl7.reader import parse_oru
 from integration.errors import RenderError
+from integration.report.model import Approval, Clinician, DraftProvenance, RadiologyReport
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 FHIR_FILES = [

@@ -8,12 +8,12 @@ import hl7
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from integration.report.model import Approval, Clinician, DraftProvenance
 
 from integration.codecs.hl7.charsets import CHARSETS, answer_charset, codec_for
 from integration.codecs.hl7.escape import escape
 from integration.codecs.hl7.reader import Er7Message, parse_oru
 from integration.codecs.hl7.writer import build_final_oru, build_preliminary_oru, encode_er7
+from integration.report.model import Approval, Clinician, DraftProvenance
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 DRAFT = DraftProvenance(

@@ -12,7 +12,6 @@ from hl7apy.core import Message
 from hl7apy.exceptions import MaxChildLimitReached, OperationNotAllowed
 from hl7apy.parser import parse_message as hl7apy_parse
 from hl7apy.parser import parse_segment
-from integration.report.model import Approval, Clinician, DraftProvenance, RadiologyReport
 
 from integration.codecs.fhir.reader import parse_fhir
 from integration.codecs.hl7.reader import Er7Message, parse_oru
@@ -24,6 +23,7 @@ from integration.codecs.hl7.writer import (
     encode_er7,
 )
 from integration.errors import MessageParseError, RenderError
+from integration.report.model import Approval, Clinician, DraftProvenance, RadiologyReport
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 HL7 = DATA / "hl7"
@@ -328,11 +328,10 @@ def test_refused_input_can_still_be_acknowledged(name: str) -> None:
 def test_an_extractive_fallback_draft_says_so_in_the_preliminary() -> None:
     from datetime import UTC, datetime
 
-    from integration.report.model import DraftProvenance
-
     from integration.codecs.codec import parse_message
     from integration.codecs.fhir.writer import build_preliminary_bundle
     from integration.codecs.hl7.writer import build_preliminary_oru
+    from integration.report.model import DraftProvenance
 
     raw = (DATA / "hl7" / "oru_v251_findings_only.hl7").read_bytes()
     report = parse_message(raw)[0]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from integration.report.model import RadiologyReport
 
 from inference.types import Draft
-from integration.storage import repository as store
 from integration.errors import StorageError
+from integration.report.model import RadiologyReport
+from integration.storage import repository as store
 from integration.storage.db import Database, open_database
 from integration.storage.lookups import LookupBatcher
 

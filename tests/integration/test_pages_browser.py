@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from integration.audit.log import AuditFilters, query_events
 from review_helpers import (
     FLAG_LATERALITY,
     ReviewServer,
@@ -22,6 +21,7 @@ from review_helpers import (
 )
 
 from integration.app.settings import KafkaSettings, TopicSettings
+from integration.audit.log import AuditFilters, query_events
 from integration.codecs.codec import parse_message
 from integration.storage.db import Database
 

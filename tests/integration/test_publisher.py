@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from integration.report.model import DraftProvenance
 
 from integration.app.settings import KafkaSettings, PipelineSettings, TopicSettings
 from integration.codecs.codec import parse_message
 from integration.pipeline.kafka_client import ensure_topics, make_producer
 from integration.pipeline.publisher import Publisher
+from integration.report.model import DraftProvenance
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"

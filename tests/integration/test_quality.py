@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from review_helpers import insert_pending
+
 from integration.review.quality import (
     QualityCollector,
     ReviewedDraft,
@@ -13,9 +16,6 @@ from integration.review.quality import (
     summarise,
 )
 from integration.review.workflow import Reviewer, approve_draft, reject_draft
-from prometheus_client import CollectorRegistry, generate_latest
-from review_helpers import insert_pending
-
 from integration.storage.db import Database
 
 T0 = datetime(2025, 1, 1, 8, 0, tzinfo=UTC)

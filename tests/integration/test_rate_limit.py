@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from integration.review.auth import TokenVerifier
-from integration.review.web.rate_limit import UnauthenticatedLimiter
 from review_helpers import ReviewServer, Tokens, create_pg_database, drop_pg_database, migrate
 from sqlalchemy import select
 
+from integration.review.auth import TokenVerifier
+from integration.review.web.rate_limit import UnauthenticatedLimiter
 from integration.storage.db import AuditEntry, open_database
 
 

@@ -9,7 +9,10 @@ from datetime import timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from review_helpers import FLAG_LATERALITY, insert_pending, report_for
+
 from integration.audit.log import AuditFilters, query_events, verify_chain
+from integration.errors import ConflictError, NotFoundError, PublishError
 from integration.report.model import Approval, DraftProvenance, RadiologyReport
 from integration.review.workflow import (
     DraftFilters,
@@ -22,9 +25,6 @@ from integration.review.workflow import (
     reject_draft,
     word_edit_distance,
 )
-from review_helpers import FLAG_LATERALITY, insert_pending, report_for
-
-from integration.errors import ConflictError, NotFoundError, PublishError
 from integration.storage.db import Database, DraftRecord, utcnow
 
 DR = Reviewer(subject="dr-patel", role="radiologist", given_name="Anil", family_name="Patel")

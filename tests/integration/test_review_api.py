@@ -22,7 +22,6 @@ import jsonschema
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from integration.audit.log import AuditFilters, query_events
 from review_helpers import (
     FLAG_LATERALITY,
     ReviewServer,
@@ -33,6 +32,7 @@ from review_helpers import (
 )
 
 from integration.app.settings import KafkaSettings, TopicSettings
+from integration.audit.log import AuditFilters, query_events
 from integration.codecs.codec import parse_message
 from integration.storage.db import Database, DraftRecord
 

@@ -14,16 +14,16 @@ import time
 import uuid
 
 import pytest
-from integration.audit.log import AuditFilters, PageRequest, query_events
-from integration.review.workflow import ATTESTATION
 from review_helpers import ReviewServer, Tokens, consume_all, insert_pending, oru, report_for
 from test_pages_browser import SHOTS, _sign_in
 
 from inference.safety import check_draft
 from integration.app.settings import KafkaSettings, TopicSettings
+from integration.audit.log import AuditFilters, PageRequest, query_events
 from integration.codecs.fhir.reader import parse_fhir
 from integration.codecs.hl7.reader import Er7Message
 from integration.pipeline.publisher import control_id_for
+from integration.review.workflow import ATTESTATION
 from integration.storage.db import Database, DraftRecord
 
 pytestmark = pytest.mark.browser

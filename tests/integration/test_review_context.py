@@ -8,11 +8,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from integration.report.patient_ids import patient_hint, patient_of
 
 from integration.codecs.codec import parse_message
 from integration.codecs.fhir.reader import parse_fhir
 from integration.codecs.hl7.reader import parse_oru
+from integration.report.patient_ids import patient_hint, patient_of
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

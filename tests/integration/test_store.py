@@ -9,10 +9,10 @@ very list the audit details hold.
 from __future__ import annotations
 
 import pytest
-from integration.report.model import RadiologyReport
 from sqlalchemy import select
 
 from inference.types import Draft
+from integration.report.model import RadiologyReport
 from integration.storage import repository as store
 from integration.storage.db import Database, DraftRecord, InboundMessage
 

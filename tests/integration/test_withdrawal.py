@@ -10,13 +10,13 @@ from typing import Any
 
 import jsonschema
 import pytest
-from integration.report.model import Clinician, DraftProvenance, RadiologyReport
 from test_hl7_writer import assert_strict
 
 from integration.codecs.fhir.reader import parse_fhir
+from integration.codecs.fhir.writer import build_withdrawal_bundle
 from integration.codecs.hl7.reader import Er7Message, parse_oru
-from integration.codecs.hl7.writer import build_preliminary_oru
-from integration.codecs.withdrawal import build_withdrawal_bundle, build_withdrawal_oru
+from integration.codecs.hl7.writer import build_preliminary_oru, build_withdrawal_oru
+from integration.report.model import Clinician, DraftProvenance, RadiologyReport
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 NOW = datetime(2024, 5, 1, 14, 0, 0, tzinfo=UTC)

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from integration.errors import RenderError
 from integration.report.model import Approval, Clinician, DraftProvenance, RadiologyReport
+from integration.report.vocabulary import WithdrawalReason, withdrawal_notice
 
 __all__ = [
     "ACCESSION_SYSTEM_PREFIX",
@@ -32,6 +33,7 @@ __all__ = [
     "MODEL_SYSTEM",
     "build_final_bundle",
     "build_preliminary_bundle",
+    "build_withdrawal_bundle",
     "hl7_identifier_system",
 ]
 
@@ -433,3 +435,66 @@ def build_final_bundle(
     provenance_url = _urn("Provenance", accession["system"], accession["value"], key, "final")
     entries.append(_entry(provenance_url, provenance, "POST", "Provenance"))
     return _bundle(entries)
+
+
+def build_withdrawal_bundle(
+    report: RadiologyReport,
+    impression: str,
+    draft: DraftProvenance,
+    *,
+    reason: WithdrawalReason,
+    withdrawn_by: Clinician | None,
+    now: datetime,
+) -> JsonObject:
+    """The transaction Bundle withdrawing a preliminary: it PUTs the DiagnosticReport
+    (conditional update on the accession, as the preliminary did) with ``status``
+    ``entered-in-error``, plus a Provenance (activity ``NULLIFY``) naming who withdrew it
+    and why."""
+    if not impression.strip():
+        raise RenderError("cannot withdraw a preliminary report with an empty impression")
+    accession, identifiers = _accession_identifier(report, None)
+    report_url = _urn(
+        "DiagnosticReport", accession["system"], accession["value"], draft.draft_id, "withdrawn"
+    )
+    notice = withdrawal_notice(reason, draft.draft_id)
+    dr = _report_resource(
+        report,
+        impression,
+        status="entered-in-error",
+        issued=now,
+        identifiers=identifiers,
+        ai_labelled=True,
+        notice=notice,
+        interpreter=None,
+        local_tz=UTC,
+    )
+    agents: list[JsonObject] = []
+    if withdrawn_by is not None:
+        agents.append(
+            {
+                "type": {
+                    "coding": [{"system": _PARTICIPANT, "code": "author", "display": "Author"}]
+                },
+                "who": _practitioner(withdrawn_by),
+            }
+        )
+    else:
+        agents.append({"who": {"display": "radgpt"}})
+    provenance: JsonObject = {
+        "resourceType": "Provenance",
+        "target": [{"reference": report_url}],
+        "occurredDateTime": _instant(now),
+        "recorded": _instant(now),
+        "reason": [{"coding": [dict(AIAST)], "text": f"AI draft withdrawn ({reason})"}],
+        "activity": {"coding": [{"system": _DATA_OPERATION, "code": "NULLIFY"}]},
+        "agent": agents,
+        "entity": [_source_entity(report, accession)],
+    }
+    return _bundle(
+        [
+            _entry(report_url, dr, "PUT", _report_url(accession)),
+            _entry(
+                _urn("Provenance", draft.draft_id, "withdrawn"), provenance, "POST", "Provenance"
+            ),
+        ]
+    )

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 import pytest
-from integration.audit.log import AuditEvent, verify_chain
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from integration.audit.log import AuditEvent, verify_chain
 from integration.storage.db import AuditEntry, Database, InboundMessage
 from integration.storage.group_commit import GroupCommitter, UnitOfWork
 from integration.storage.repository import DuplicateKeyError, pending_writes, record_inbound

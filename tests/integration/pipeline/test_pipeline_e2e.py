@@ -12,11 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from integration.audit.log import AuditFilters, PageRequest, query_events, verify_chain
 from sqlalchemy import select
 
 from integration.app.demo import SampleReport, build_diagnostic_report, build_oru
 from integration.app.settings import Settings
+from integration.audit.log import AuditFilters, PageRequest, query_events, verify_chain
 from integration.pipeline.publisher import control_id_for
 from integration.storage.db import AuditEntry, Database, DraftRecord, InboundMessage
 

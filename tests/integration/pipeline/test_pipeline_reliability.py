@@ -21,12 +21,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from integration.audit.log import verify_chain
 from sqlalchemy import func, select
 
 from integration.app.demo import SampleReport, build_diagnostic_report, build_oru
 from integration.app.service import serve
 from integration.app.settings import Settings
+from integration.audit.log import verify_chain
 from integration.pipeline.publisher import control_id_for
 from integration.storage.db import Database, DraftRecord, InboundMessage
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from integration.audit.checkpoint import read_checkpoints, verify_checkpoints
 from pydantic import SecretStr
 
 from integration.app.service import serve
 from integration.app.settings import AuditSettings
+from integration.audit.checkpoint import read_checkpoints, verify_checkpoints
 from integration.storage.db import Database
 
 from .conftest import ModelServer, make_settings

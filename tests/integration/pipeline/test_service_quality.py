@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import httpx
-from integration.report.model import RadiologyReport
 from sqlalchemy import update
 
 from inference.types import Draft
 from integration.app.service import Pipeline, serve
 from integration.app.settings import InferenceSettings
+from integration.report.model import RadiologyReport
 from integration.storage.db import DraftRecord, open_database, upgrade_database, utcnow
 from integration.storage.repository import insert_draft, record_inbound
 

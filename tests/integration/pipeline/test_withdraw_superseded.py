@@ -6,13 +6,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from integration.audit.log import AuditFilters, query_events
 from review_helpers import oru
 from sqlalchemy import select
 
 from inference.backends.instant import InstantBackend
 from inference.drafting.drafter import Drafter
 from integration.app.settings import KafkaSettings
+from integration.audit.log import AuditFilters, query_events
 from integration.errors import PublishError
 from integration.pipeline.kafka_client import ensure_topics, make_producer
 from integration.pipeline.processor import InboundRecord, Processor

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ssl
 
 import pytest
-from integration.report.model import Hl7Origin, RadiologyReport
 from pydantic import SecretStr
 
 from inference.errors import AdapterError, BackendUnavailable, GenerationFailed, InvalidRequest
@@ -15,6 +14,7 @@ from integration.pipeline.kafka_client import client_options
 from integration.pipeline.processor import is_retriable, source_key_of
 from integration.pipeline.publisher import control_id_for, formats_for, message_key
 from integration.pipeline.worker import PartitionOffsets, RetryPolicy, backoff_delay
+from integration.report.model import Hl7Origin, RadiologyReport
 
 
 def test_commit_position_stops_at_the_lowest_unfinished_offset() -> None:
