@@ -36,13 +36,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from integration.audit.log import AuditEvent, append_events
 from integration.pipeline.faults import Fault, classify
+from integration.storage.batch_queue import BatchQueue, Pending, settle, settle_all
 from integration.storage.db import Database
 from integration.storage.repository import flush_writes
 
@@ -54,25 +54,19 @@ T = TypeVar("T")
 UnitOfWork = Callable[[AsyncSession], Awaitable[tuple[T, Sequence[AuditEvent]]]]
 
 
-@dataclass
-class _Unit(Generic[T]):
-    work: UnitOfWork[T]
-    future: asyncio.Future[T]
+_Unit = Pending[UnitOfWork[Any], Any]
 
 
 class GroupCommitter:
     """Runs units of work from concurrent tasks in shared transactions."""
 
     def __init__(self, database: Database, *, max_batch: int = 64, concurrency: int = 1) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
         self.database = database
+        self._queue: BatchQueue[UnitOfWork[Any], Any] = BatchQueue(
+            self._commit, max_batch=max_batch, concurrency=concurrency, name="group-commit"
+        )
         self.max_batch = max_batch
         self.concurrency = concurrency
-        self._queue: list[_Unit[Any]] = []
-        self._drainers: set[asyncio.Task[None]] = set()
         self.transactions = 0
         self.units = 0
 
@@ -83,44 +77,19 @@ class GroupCommitter:
         :class:`~integration.errors.StorageError`).  Cancelling the caller before the unit's
         transaction starts drops the unit; once started, the transaction completes anyway.
         """
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Unit(work, future))
-        # A drainer that has just finished is done but still in the set until its
-        # done-callback runs; counting it would leave this unit queued with nobody to drain
-        # it (a stall until the next message's commit).
-        self._drainers.difference_update([d for d in self._drainers if d.done()])
-        if len(self._drainers) < self.concurrency:
-            drainer = asyncio.create_task(self._drain(), name="group-commit")
-            self._drainers.add(drainer)
-            drainer.add_done_callback(self._drainers.discard)
-        return await future
+        result: T = await self._queue.submit(work)
+        return result
 
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                batch = [u for u in self._queue[: self.max_batch] if not u.future.cancelled()]
-                del self._queue[: self.max_batch]
-                if batch:
-                    await self._commit(batch)
-        except BaseException:  # cancelled at shutdown: nobody may wait forever
-            for unit in self._queue:
-                unit.future.cancel()
-            self._queue.clear()
-            raise
-
-    async def _commit(self, batch: list[_Unit[Any]]) -> None:
+    async def _commit(self, batch: list[_Unit]) -> None:
         try:
             results = await self._transaction(batch)
         except asyncio.CancelledError:
-            for unit in batch:
-                unit.future.cancel()
             raise
         except Exception as exc:
             if len(batch) == 1 or classify(exc).fault is Fault.INFRASTRUCTURE:
                 # One unit, or the database is down for all of them: no point in retrying
                 # the units one by one (each would wait for a connection to fail again).
-                for unit in batch:
-                    _settle(unit, exc=exc)
+                settle_all(batch, exc)
                 return
             log.info(
                 "group commit of %d units failed (%s); committing them one by one",
@@ -130,14 +99,14 @@ class GroupCommitter:
                 await self._commit([unit])
             return
         for unit, result in zip(batch, results, strict=True):
-            _settle(unit, result=result)
+            settle(unit, result)
 
-    async def _transaction(self, batch: list[_Unit[Any]]) -> list[Any]:
+    async def _transaction(self, batch: list[_Unit]) -> list[Any]:
         results: list[Any] = []
         events: list[AuditEvent] = []
         async with self.database.writer() as session:
             for unit in batch:
-                result, unit_events = await unit.work(session)
+                result, unit_events = await unit.item(session)
                 results.append(result)
                 events.extend(unit_events)
             await flush_writes(session)  # the rows units queued (store.pending_writes)
@@ -146,12 +115,3 @@ class GroupCommitter:
         self.transactions += 1
         self.units += len(batch)
         return results
-
-
-def _settle(unit: _Unit[Any], *, result: Any = None, exc: BaseException | None = None) -> None:
-    if unit.future.done():  # the caller was cancelled meanwhile
-        return
-    if exc is not None:
-        unit.future.set_exception(exc)
-    else:
-        unit.future.set_result(result)

@@ -15,10 +15,10 @@ retries the message, which then finds the row).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from integration.storage.batch_queue import BatchQueue, Pending, settle, settle_all
 from integration.storage.db import Database, DraftRecord, InboundMessage
 from integration.storage.repository import lookup
 
@@ -34,23 +34,21 @@ class Known:
     drafts: Mapping[tuple[str, str], DraftRecord] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Question:
     source_key: str
     accessions: tuple[str, ...]
-    future: asyncio.Future[Known]
 
 
 class LookupBatcher:
     """Answers :meth:`lookup` calls from concurrent tasks with shared queries."""
 
     def __init__(self, database: Database, *, max_batch: int = 256) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
         self.database = database
-        self.max_batch = max_batch
-        self._queue: list[_Question] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._queue: BatchQueue[_Question, Known] = BatchQueue(
+            self._answer, max_batch=max_batch, name="lookups"
+        )
+        self.max_batch = self._queue.max_batch
         self.reads = 0
         self.questions = 0
 
@@ -59,39 +57,16 @@ class LookupBatcher:
 
         Raises :class:`~integration.errors.StorageError` when the database fails.
         """
-        future: asyncio.Future[Known] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Question(source_key, tuple(accessions), future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain(), name="lookups")
-        return await future
+        return await self._queue.submit(_Question(source_key, tuple(accessions)))
 
-    async def _drain(self) -> None:
-        try:
-            while self._queue:
-                batch = [q for q in self._queue[: self.max_batch] if not q.future.done()]
-                del self._queue[: self.max_batch]
-                if batch:
-                    await self._answer(batch)
-        except BaseException:  # cancelled at shutdown: nobody may wait forever
-            for question in self._queue:
-                question.future.cancel()
-            self._queue.clear()
-            raise
-
-    async def _answer(self, batch: list[_Question]) -> None:
-        keys = sorted({q.source_key for q in batch})
-        accessions = sorted({a for q in batch for a in q.accessions})
+    async def _answer(self, batch: list[Pending[_Question, Known]]) -> None:
+        keys = sorted({p.item.source_key for p in batch})
+        accessions = sorted({a for p in batch for a in p.item.accessions})
         try:
             async with self.database.reader() as session:
                 inbound, drafts = await lookup(session, source_keys=keys, accessions=accessions)
-        except asyncio.CancelledError:
-            for question in batch:
-                question.future.cancel()
-            raise
         except Exception as exc:
-            for question in batch:
-                if not question.future.done():
-                    question.future.set_exception(exc)
+            settle_all(batch, exc)
             return
         self.reads += 1
         self.questions += len(batch)
@@ -101,10 +76,8 @@ class LookupBatcher:
             if draft.accession is not None:
                 pair = (draft.accession, draft.findings_hash)
                 by_accession.setdefault(draft.accession, {})[pair] = draft
-        for question in batch:
-            if question.future.done():  # the caller was cancelled meanwhile
-                continue
+        for pending in batch:
             known: dict[tuple[str, str], DraftRecord] = {}
-            for accession in question.accessions:
+            for accession in pending.item.accessions:
                 known.update(by_accession.get(accession, {}))
-            question.future.set_result(Known(by_key.get(question.source_key), known))
+            settle(pending, Known(by_key.get(pending.item.source_key), known))
