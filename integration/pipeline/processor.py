@@ -285,15 +285,14 @@ class Processor:
             headers["dlq-retry-history"] = ",".join(exc.history)[:500]
         await self.publisher.dead_letter(record.value, reason, headers, key=record.key)
 
-        async def work(session: AsyncSession) -> tuple[None, list[AuditEvent]]:
-            await store.flush_writes(session)  # earlier units' rows, before reading
+        async def work(
+            session: AsyncSession, writes: store.Writes
+        ) -> tuple[None, list[AuditEvent]]:
+            await writes.flush(session)  # earlier units' rows, before reading
             row = existing
             if row is None:
                 row = await store.find_inbound(session, source_key=source_key)
-            elif row not in session:
-                row = await session.merge(row)
-            inbound = await store.record_inbound(
-                session,
+            inbound = writes.add_inbound(
                 source_key=source_key,
                 topic=record.topic,
                 partition=record.partition,
@@ -398,35 +397,15 @@ class Processor:
                 return "final_matched"
             return "duplicate" if "duplicate" in actions else "skipped"
 
-        # The common case (a new message, no RIS-final report) only queues its rows; the
-        # others read inside the transaction, so earlier units' queued rows are written first.
-        queued = existing is None and all(p.action != "final" for p in plans)
-
-        async def work(session: AsyncSession) -> tuple[Outcome, list[AuditEvent]]:
-            writes: store.PendingWrites | None = None
-            if queued:
-                writes = store.pending_writes(session)
-                inbound = writes.add_inbound(
-                    source_key=source_key, topic=record.topic, partition=record.partition,
-                    offset=record.offset, source_format=source_format, raw_sha256=raw_sha,
-                    outcome=outcome_of(False),
-                )  # fmt: skip
-            else:
-                await store.flush_writes(session)
-                row = existing
-                if row is not None and row not in session:
-                    row = await session.merge(row)
-                inbound = await store.record_inbound(
-                    session,
-                    source_key=source_key,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    source_format=source_format,
-                    raw_sha256=raw_sha,
-                    outcome=outcome_of(False),  # final reports may still change it (below)
-                    existing=row,
-                )
+        async def work(
+            session: AsyncSession, writes: store.Writes
+        ) -> tuple[Outcome, list[AuditEvent]]:
+            inbound = writes.add_inbound(
+                source_key=source_key, topic=record.topic, partition=record.partition,
+                offset=record.offset, source_format=source_format, raw_sha256=raw_sha,
+                outcome=outcome_of(False),  # final reports may still change it (below)
+                existing=existing,
+            )  # fmt: skip
             events = [
                 self._event(
                     "received",
@@ -456,8 +435,7 @@ class Processor:
                 matched_final |= await self._store_plan(session, inbound, plan, events, writes)
             outcome = outcome_of(matched_final)
             if inbound.outcome != outcome:
-                await store.set_inbound_outcome(session, inbound_id=inbound.id, outcome=outcome)
-                inbound.outcome = outcome
+                writes.set_outcome(inbound, outcome)
             return outcome, events
 
         outcome = await self.committer.run(work)
@@ -472,10 +450,11 @@ class Processor:
         inbound: InboundMessage,
         plan: _Plan,
         events: list[AuditEvent],
-        writes: store.PendingWrites | None,
+        writes: store.Writes,
     ) -> bool:
         report = plan.report
         if plan.action == "final":
+            await writes.flush(session)  # the matching reads the drafts: earlier rows first
             result = await record_external_final(session, report, actor=self.actor)
             if not result.matched:
                 events.append(
@@ -507,22 +486,11 @@ class Processor:
             return False
         assert plan.draft is not None
         report_key = f"{inbound.source_key}#{plan.index}"
-        if writes is not None:  # written at the end of the transaction, with the others
-            plan.superseded = []  # filled in then: the audit details below hold this list
-            row = writes.add_draft(
-                inbound_id=inbound.id, report_key=report_key, report=report, draft=plan.draft,
-                adapter_version=self.adapter_version, superseded=plan.superseded,
-            )  # fmt: skip
-        else:
-            plan.superseded = await store.supersede_pending(session, accession=report.accession)
-            row = await store.insert_draft(
-                session,
-                inbound_id=inbound.id,
-                report_key=report_key,
-                report=report,
-                draft=plan.draft,
-                adapter_version=self.adapter_version,
-            )
+        plan.superseded = []  # filled in by the flush: the audit details below hold this list
+        row = writes.add_draft(
+            inbound_id=inbound.id, report_key=report_key, report=report, draft=plan.draft,
+            adapter_version=self.adapter_version, superseded=plan.superseded,
+        )  # fmt: skip
         plan.row = row
         draft = plan.draft
         events.append(
@@ -563,8 +531,10 @@ class Processor:
             for output in outputs:
                 self.metrics.outputs.labels(output.format).inc()
 
-        async def work(session: AsyncSession) -> tuple[None, list[AuditEvent]]:
-            store.pending_writes(session).mark_published([row.id for row, _ in sent])
+        async def work(
+            session: AsyncSession, writes: store.Writes
+        ) -> tuple[None, list[AuditEvent]]:
+            writes.mark_published([row.id for row, _ in sent])
             events = [
                 self._event(
                     "published",
@@ -645,7 +615,9 @@ class Processor:
                 for o in outputs
             ]  # fmt: skip
 
-        async def work(_session: AsyncSession) -> tuple[None, list[AuditEvent]]:
+        async def work(
+            _session: AsyncSession, _writes: store.Writes
+        ) -> tuple[None, list[AuditEvent]]:
             return None, [
                 self._event(
                     "withdrawn",
@@ -672,7 +644,9 @@ class Processor:
             [], accessions=sorted({d.accession for d in drafts if d.accession})
         )
 
-        async def work(_session: AsyncSession) -> tuple[None, list[AuditEvent]]:
+        async def work(
+            _session: AsyncSession, _writes: store.Writes
+        ) -> tuple[None, list[AuditEvent]]:
             event = self._event(
                 "duplicate",
                 "message",

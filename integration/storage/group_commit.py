@@ -1,13 +1,12 @@
 """Group commit: the database writes of concurrent messages share one transaction.
 
-Each message's write is a *unit of work*: an async function that does its inserts and updates
-in the session it is given (it never commits) and returns its result and the audit events
-that describe it.  Units may queue rows in
-:func:`~integration.storage.repository.pending_writes` instead
-of writing them: the committer writes what the whole batch queued with one statement per
-kind before appending the audit events, so a batch costs a handful of round trips however
-many units it holds (each round trip is an event-loop turn, which under load is what
-bounded the pipeline, not the database).
+Each message's write is a *unit of work*: an async function given the session and the
+transaction's :class:`~integration.storage.repository.Writes` (it never commits); it queues
+its rows there, reads in the session (flushing the writes first when it must see them) and
+returns its result and the audit events that describe it.  The committer writes what the
+whole batch queued with one statement per kind before appending the audit events, so a
+batch costs a handful of round trips however many units it holds (each round trip is an
+event-loop turn, which under load is what bounded the pipeline, not the database).
 
 :meth:`GroupCommitter.run` queues the unit and returns only after the
 transaction holding it has committed, so a caller that goes on to publish or to commit a
@@ -44,14 +43,14 @@ from integration.audit.log import AuditEvent, append_events
 from integration.pipeline.faults import Fault, classify
 from integration.storage.batch_queue import BatchQueue, Pending, settle, settle_all
 from integration.storage.db import Database
-from integration.storage.repository import flush_writes
+from integration.storage.repository import Writes
 
 __all__ = ["GroupCommitter", "UnitOfWork"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-UnitOfWork = Callable[[AsyncSession], Awaitable[tuple[T, Sequence[AuditEvent]]]]
+UnitOfWork = Callable[[AsyncSession, Writes], Awaitable[tuple[T, Sequence[AuditEvent]]]]
 
 
 _Unit = Pending[UnitOfWork[Any], Any]
@@ -104,12 +103,13 @@ class GroupCommitter:
     async def _transaction(self, batch: list[_Unit]) -> list[Any]:
         results: list[Any] = []
         events: list[AuditEvent] = []
+        writes = Writes()  # the transaction's one write path, handed to every unit
         async with self.database.writer() as session:
             for unit in batch:
-                result, unit_events = await unit.item(session)
+                result, unit_events = await unit.item(session, writes)
                 results.append(result)
                 events.extend(unit_events)
-            await flush_writes(session)  # the rows units queued (store.pending_writes)
+            await writes.flush(session)  # what the units queued
             await append_events(session, events)  # last: the chain lock is held to commit
             await session.commit()
         self.transactions += 1

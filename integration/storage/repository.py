@@ -1,10 +1,15 @@
-"""Repository functions for inbound messages and drafts (keyword-only, caller's session).
+"""Inbound, draft and publish state: reads, and the one write path (:class:`Writes`).
 
-The functions add, find and change rows inside the caller's transaction; they never commit.
-The pipeline's hot path may instead queue its rows in :func:`pending_writes`; the group
-committer writes them with one statement per kind (:func:`flush_writes`).
-Database driver errors are translated to :class:`~integration.errors.StorageError` by
-:func:`storage_errors` at the transaction boundary (the worker retries those).
+Every write of that state goes through a :class:`Writes` of the transaction: rows and
+changes are queued on it and written by :meth:`Writes.flush` with one statement per kind
+(the superseding of older pending drafts is implemented there and nowhere else).  The group
+committer makes one per transaction, hands it to every unit with the session and flushes it
+before the audit append; code that reads inside a transaction flushes first, explicitly.
+:func:`record_inbound`, :func:`insert_draft`, :func:`mark_published` and
+:func:`set_inbound_outcome` are the same path for one change (queue, flush).  Nothing is
+kept on the session; nothing here commits.  Database driver errors are translated to
+:class:`~integration.errors.StorageError` by :func:`storage_errors` at the transaction
+boundary (the worker retries those).
 """
 
 from __future__ import annotations
@@ -25,22 +30,19 @@ from integration.storage.db import DraftRecord, InboundMessage, new_id, utcnow
 
 __all__ = [
     "DuplicateKeyError",
-    "PendingWrites",
+    "Writes",
     "drafts_for_inbound",
     "find_draft",
     "find_inbound",
-    "flush_writes",
     "insert_draft",
     "latest_draft_for_accession",
     "lookup",
     "mark_published",
-    "pending_writes",
     "provenance_of",
     "record_inbound",
     "report_of",
     "set_inbound_outcome",
     "storage_errors",
-    "supersede_pending",
 ]
 
 
@@ -54,19 +56,31 @@ _INSERT_INBOUND = insert(_INBOUND)
 _INSERT_DRAFT = insert(_DRAFTS)
 _SUPERSEDE = (
     update(_DRAFTS)
-    .where(_DRAFTS.c.accession == bindparam("acc"), _DRAFTS.c.status == "pending_review")
-    .values(status="superseded", updated_at=bindparam("now"), version=_DRAFTS.c.version + 1)
-    .returning(_DRAFTS.c.id)
-)
-_SUPERSEDE_KEEP = (
-    update(_DRAFTS)
     .where(
-        _DRAFTS.c.accession == bindparam("acc"),
+        _DRAFTS.c.accession.in_(bindparam("accessions", expanding=True)),
         _DRAFTS.c.status == "pending_review",
-        _DRAFTS.c.id != bindparam("keep"),
     )
     .values(status="superseded", updated_at=bindparam("now"), version=_DRAFTS.c.version + 1)
-    .returning(_DRAFTS.c.id)
+    .returning(_DRAFTS.c.id, _DRAFTS.c.accession)
+)
+_UPDATE_INBOUND = (
+    update(_INBOUND)
+    .where(_INBOUND.c.id == bindparam("row_id"))
+    .values(
+        topic=bindparam("topic"),
+        partition=bindparam("partition"),
+        offset=bindparam("offset"),
+        source_format=bindparam("source_format"),
+        raw_sha256=bindparam("raw_sha256"),
+        received_at=bindparam("received_at"),
+        outcome=bindparam("outcome"),
+        error=bindparam("error"),
+    )
+)
+_SET_OUTCOME = (
+    update(_INBOUND)
+    .where(_INBOUND.c.id == bindparam("row_id"))
+    .values(outcome=bindparam("outcome"))
 )
 _MARK_PUBLISHED = (
     update(_DRAFTS)
@@ -175,47 +189,6 @@ async def find_inbound(session: AsyncSession, *, source_key: str) -> InboundMess
     return result.scalar_one_or_none()
 
 
-async def record_inbound(
-    session: AsyncSession,
-    *,
-    source_key: str,
-    topic: str,
-    partition: int,
-    offset: int,
-    source_format: str | None,
-    raw_sha256: str,
-    outcome: str,
-    error: str | None = None,
-    existing: InboundMessage | None = None,
-) -> InboundMessage:
-    """Insert the inbound row, or update ``existing`` (a replayed dead letter).
-
-    A new row is inserted at once (a Core INSERT); the returned object carries its values
-    but is not attached to ``session``: change the row with UPDATE statements, not through it.
-    """
-    if existing is not None:
-        row = existing
-        row.topic, row.partition, row.offset = topic, partition, offset
-        row.source_format, row.raw_sha256 = source_format, raw_sha256
-        row.outcome, row.error = outcome, (error or None) and error[:512]
-        row.received_at = utcnow()
-        await session.flush()
-        return row
-    values = _inbound_values(
-        source_key=source_key, topic=topic, partition=partition, offset=offset,
-        source_format=source_format, raw_sha256=raw_sha256, outcome=outcome, error=error,
-    )  # fmt: skip
-    await session.execute(_INSERT_INBOUND, values)
-    return InboundMessage(**values)
-
-
-async def set_inbound_outcome(session: AsyncSession, *, inbound_id: str, outcome: str) -> None:
-    """Change the recorded outcome of an inbound message (in the caller's transaction)."""
-    await session.execute(
-        update(_INBOUND).where(_INBOUND.c.id == inbound_id).values(outcome=outcome)
-    )
-
-
 async def lookup(
     session: AsyncSession, *, source_keys: Sequence[str], accessions: Sequence[str]
 ) -> tuple[list[InboundMessage], list[DraftRecord]]:
@@ -258,18 +231,173 @@ async def latest_draft_for_accession(
     return result.scalar_one_or_none()
 
 
-async def supersede_pending(
-    session: AsyncSession, *, accession: str | None, keep_id: str | None = None
-) -> list[str]:
-    """Mark the accession's pending drafts ``superseded`` (a newer report arrived)."""
-    if accession is None:
-        return []
-    params: dict[str, Any] = {"acc": accession, "now": utcnow()}
-    if keep_id is None:
-        result = await session.execute(_SUPERSEDE, params)
-    else:
-        result = await session.execute(_SUPERSEDE_KEEP, {**params, "keep": keep_id})
-    return sorted(str(i) for i in result.scalars().all())
+@dataclass
+class _NewDraft:
+    values: dict[str, Any]
+    row: DraftRecord
+    superseded: list[str]
+
+
+@dataclass
+class Writes:
+    """The inbound, draft and publish writes of one transaction, written together.
+
+    Queue rows and changes with the ``add_*``/``set_*``/``mark_*`` methods; :meth:`flush`
+    writes them with one statement per kind (inbound rows, replayed inbound rows, the
+    superseding of older pending drafts, new drafts, ``published_at``, outcomes), in the
+    order a one-by-one run would have produced:
+
+    * new drafts supersede the accession's pending drafts stored before the flush, and a
+      later new draft for the same accession supersedes an earlier one of the same flush
+      (which is then stored as ``superseded``); each new draft's ``superseded`` list -- the
+      very list object passed in, so audit details that hold it see the result -- gets the
+      ids it superseded;
+    * nothing is visible to queries before the flush: code that reads inside the
+      transaction calls :meth:`flush` first.
+    """
+
+    inbound: list[dict[str, Any]] = field(default_factory=list)
+    replayed: list[dict[str, Any]] = field(default_factory=list)
+    drafts: list[_NewDraft] = field(default_factory=list)
+    published: list[str] = field(default_factory=list)
+    outcomes: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.inbound or self.replayed or self.drafts or self.published or self.outcomes)
+
+    def add_inbound(
+        self,
+        *,
+        source_key: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        source_format: str | None,
+        raw_sha256: str,
+        outcome: str,
+        error: str | None = None,
+        existing: InboundMessage | None = None,
+    ) -> InboundMessage:
+        """A new inbound row, or ``existing`` (a replayed dead letter) taking these values.
+
+        The returned object carries the row's values; it is not attached to a session.
+        """
+        values = _inbound_values(
+            source_key=source_key, topic=topic, partition=partition, offset=offset,
+            source_format=source_format, raw_sha256=raw_sha256, outcome=outcome, error=error,
+        )  # fmt: skip
+        if existing is None:
+            self.inbound.append(values)
+        else:
+            values.update(id=existing.id, source_key=existing.source_key)
+            self.replayed.append(values)
+        return InboundMessage(**values)
+
+    def set_outcome(self, inbound: InboundMessage, outcome: str) -> None:
+        """Change the recorded outcome of ``inbound`` (queued here or already stored)."""
+        for values in (*self.inbound, *self.replayed):
+            if values["id"] == inbound.id:
+                values["outcome"] = outcome
+                break
+        else:
+            self.outcomes[inbound.id] = outcome
+        inbound.outcome = outcome
+
+    def add_draft(
+        self,
+        *,
+        inbound_id: str,
+        report_key: str,
+        report: RadiologyReport,
+        draft: Draft,
+        adapter_version: str | None,
+        superseded: list[str] | None = None,
+        draft_id: str | None = None,
+    ) -> DraftRecord:
+        """One AI draft of ``report`` (``pending_review``); ``superseded`` receives the ids
+        of the drafts it supersedes when the writes are flushed."""
+        values = _draft_values(
+            inbound_id=inbound_id, report_key=report_key, report=report, draft=draft,
+            adapter_version=adapter_version, draft_id=draft_id,
+        )  # fmt: skip
+        row = DraftRecord(**values)
+        self.drafts.append(_NewDraft(values, row, superseded if superseded is not None else []))
+        return row
+
+    def mark_published(self, draft_ids: Sequence[str]) -> None:
+        """Kafka acknowledged the preliminary outputs of these drafts."""
+        self.published.extend(draft_ids)
+
+    async def flush(self, session: AsyncSession) -> None:
+        """Write everything queued in ``session``'s transaction, then start empty again."""
+        if not self:
+            return
+        inbound, replayed, drafts = self.inbound, self.replayed, self.drafts
+        published, outcomes = self.published, self.outcomes
+        self.inbound, self.replayed, self.drafts, self.published, self.outcomes = [], [], [], [], {}
+        now = utcnow()
+        if inbound:
+            await session.execute(_INSERT_INBOUND, inbound)
+        for values in replayed:
+            await session.execute(
+                _UPDATE_INBOUND,
+                {**{k: v for k, v in values.items() if k not in ("id", "source_key")},
+                 "row_id": values["id"]},
+            )  # fmt: skip
+        if drafts:
+            await _insert_drafts(session, drafts, now)
+        if published:
+            await session.execute(_MARK_PUBLISHED, {"ids": sorted(set(published)), "now": now})
+        for row_id, outcome in outcomes.items():
+            await session.execute(_SET_OUTCOME, {"row_id": row_id, "outcome": outcome})
+
+
+async def _insert_drafts(session: AsyncSession, drafts: list[_NewDraft], now: Any) -> None:
+    """Supersede the older pending drafts of these accessions, then insert the new ones."""
+    accessions = sorted({d.values["accession"] for d in drafts if d.values["accession"]})
+    older: dict[str, list[str]] = {}
+    if accessions:
+        result = await session.execute(_SUPERSEDE, {"accessions": accessions, "now": now})
+        for draft_id, accession in result.all():
+            older.setdefault(str(accession), []).append(str(draft_id))
+    latest: dict[str, _NewDraft] = {}
+    for new in drafts:
+        accession = new.values["accession"]
+        if accession is None:
+            continue
+        previous = latest.get(accession)
+        if previous is None:
+            new.superseded[:] = sorted(older.get(accession, []))
+        else:
+            previous.values.update(status="superseded", version=2)
+            previous.row.status, previous.row.version = "superseded", 2
+            new.superseded[:] = [previous.values["id"]]
+        latest[accession] = new
+    await session.execute(_INSERT_DRAFT, [d.values for d in drafts])
+
+
+async def record_inbound(
+    session: AsyncSession,
+    *,
+    source_key: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    source_format: str | None,
+    raw_sha256: str,
+    outcome: str,
+    error: str | None = None,
+    existing: InboundMessage | None = None,
+) -> InboundMessage:
+    """:meth:`Writes.add_inbound` of one row, flushed at once."""
+    writes = Writes()
+    row = writes.add_inbound(
+        source_key=source_key, topic=topic, partition=partition, offset=offset,
+        source_format=source_format, raw_sha256=raw_sha256, outcome=outcome, error=error,
+        existing=existing,
+    )  # fmt: skip
+    await writes.flush(session)
+    return row
 
 
 async def insert_draft(
@@ -282,150 +410,31 @@ async def insert_draft(
     adapter_version: str | None,
     draft_id: str | None = None,
 ) -> DraftRecord:
-    """Store one AI draft of ``report`` (status ``pending_review``).
-
-    The row is inserted at once (a Core INSERT); the returned object carries its values but is
-    not attached to ``session``.
-    """
-    values = _draft_values(
+    """:meth:`Writes.add_draft` of one draft (superseding the accession's pending ones),
+    flushed at once."""
+    writes = Writes()
+    row = writes.add_draft(
         inbound_id=inbound_id, report_key=report_key, report=report, draft=draft,
         adapter_version=adapter_version, draft_id=draft_id,
     )  # fmt: skip
-    await session.execute(_INSERT_DRAFT, values)
-    return DraftRecord(**values)
+    await writes.flush(session)
+    return row
 
 
 async def mark_published(session: AsyncSession, *, draft_ids: Sequence[str]) -> None:
-    """Record that the preliminary outputs of these drafts were acknowledged by Kafka."""
-    if draft_ids:
-        await session.execute(_MARK_PUBLISHED, {"ids": list(draft_ids), "now": utcnow()})
+    """:meth:`Writes.mark_published`, flushed at once."""
+    writes = Writes()
+    writes.mark_published(draft_ids)
+    await writes.flush(session)
 
 
-_WRITES_KEY = "radgpt.pending_writes"
-_SUPERSEDE_MANY = (
-    update(_DRAFTS)
-    .where(
-        _DRAFTS.c.accession.in_(bindparam("accessions", expanding=True)),
-        _DRAFTS.c.status == "pending_review",
-    )
-    .values(status="superseded", updated_at=bindparam("now"), version=_DRAFTS.c.version + 1)
-    .returning(_DRAFTS.c.id, _DRAFTS.c.accession)
-)
-
-
-@dataclass
-class _NewDraft:
-    values: dict[str, Any]
-    row: DraftRecord
-    superseded: list[str]
-
-
-@dataclass
-class PendingWrites:
-    """The pipeline's inserts and updates of one transaction, written together.
-
-    Units of a group commit queue their rows here instead of writing them one statement at a
-    time; :func:`flush_writes` writes them with one statement per kind (inbound rows, the
-    superseding of older pending drafts, new drafts, ``published_at``), in the order a
-    one-by-one run would have produced:
-
-    * new drafts supersede the accession's pending drafts stored before this transaction, and
-      a later new draft for the same accession supersedes an earlier one of this transaction
-      (which is then stored as ``superseded``); each new draft's ``superseded`` list -- the
-      very list object passed in, so audit details that hold it see the result -- gets the
-      ids it superseded;
-    * nothing is visible to queries before the flush: code that reads inside the
-      transaction calls :func:`flush_writes` first.
-    """
-
-    inbound: list[dict[str, Any]] = field(default_factory=list)
-    drafts: list[_NewDraft] = field(default_factory=list)
-    published: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.inbound or self.drafts or self.published)
-
-    def add_inbound(
-        self,
-        *,
-        source_key: str,
-        topic: str,
-        partition: int,
-        offset: int,
-        source_format: str | None,
-        raw_sha256: str,
-        outcome: str,
-    ) -> InboundMessage:
-        values = _inbound_values(
-            source_key=source_key, topic=topic, partition=partition, offset=offset,
-            source_format=source_format, raw_sha256=raw_sha256, outcome=outcome, error=None,
-        )  # fmt: skip
-        self.inbound.append(values)
-        return InboundMessage(**values)
-
-    def add_draft(
-        self,
-        *,
-        inbound_id: str,
-        report_key: str,
-        report: RadiologyReport,
-        draft: Draft,
-        adapter_version: str | None,
-        superseded: list[str],
-    ) -> DraftRecord:
-        values = _draft_values(
-            inbound_id=inbound_id, report_key=report_key, report=report, draft=draft,
-            adapter_version=adapter_version, draft_id=None,
-        )  # fmt: skip
-        row = DraftRecord(**values)
-        self.drafts.append(_NewDraft(values, row, superseded))
-        return row
-
-    def mark_published(self, draft_ids: Sequence[str]) -> None:
-        self.published.extend(draft_ids)
-
-
-def pending_writes(session: AsyncSession) -> PendingWrites:
-    """The :class:`PendingWrites` of ``session``'s transaction (created on first use)."""
-    writes = session.info.get(_WRITES_KEY)
-    if writes is None:
-        writes = session.info[_WRITES_KEY] = PendingWrites()
-    assert isinstance(writes, PendingWrites)
-    return writes
-
-
-async def flush_writes(session: AsyncSession) -> None:
-    """Write what :func:`pending_writes` holds for ``session`` (no-op when nothing)."""
-    writes = session.info.pop(_WRITES_KEY, None)
-    if not writes:
-        return
-    assert isinstance(writes, PendingWrites)
-    now = utcnow()
-    if writes.inbound:
-        await session.execute(_INSERT_INBOUND, writes.inbound)
-    if writes.drafts:
-        accessions = sorted({d.values["accession"] for d in writes.drafts if d.values["accession"]})
-        older: dict[str, list[str]] = {}
-        if accessions:
-            result = await session.execute(_SUPERSEDE_MANY, {"accessions": accessions, "now": now})
-            for draft_id, accession in result.all():
-                older.setdefault(str(accession), []).append(str(draft_id))
-        latest: dict[str, _NewDraft] = {}
-        for new in writes.drafts:
-            accession = new.values["accession"]
-            if accession is None:
-                continue
-            previous = latest.get(accession)
-            if previous is None:
-                new.superseded[:] = sorted(older.get(accession, []))
-            else:
-                previous.values.update(status="superseded", version=2)
-                previous.row.status, previous.row.version = "superseded", 2
-                new.superseded[:] = [previous.values["id"]]
-            latest[accession] = new
-        await session.execute(_INSERT_DRAFT, [d.values for d in writes.drafts])
-    if writes.published:
-        await session.execute(_MARK_PUBLISHED, {"ids": sorted(set(writes.published)), "now": now})
+async def set_inbound_outcome(
+    session: AsyncSession, *, inbound: InboundMessage, outcome: str
+) -> None:
+    """:meth:`Writes.set_outcome` of a stored row, flushed at once."""
+    writes = Writes()
+    writes.set_outcome(inbound, outcome)
+    await writes.flush(session)
 
 
 def report_of(draft: DraftRecord) -> RadiologyReport:

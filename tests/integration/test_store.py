@@ -1,4 +1,4 @@
-"""Queued writes (store.pending_writes / flush_writes) on SQLite and PostgreSQL.
+"""The one write path (store.Writes: queue, then flush) on SQLite and PostgreSQL.
 
 What a group-commit batch queues must end up exactly as if the units had written one by one:
 rows inserted, older pending drafts superseded, a later draft of the same accession in the
@@ -41,8 +41,8 @@ async def test_queued_rows_are_invisible_until_flushed_then_all_written(
     database: Database,
 ) -> None:
     async with database.sessions() as session:
-        writes = store.pending_writes(session)
-        assert store.pending_writes(session) is writes  # one per transaction
+        writes = store.Writes()
+        assert not writes  # nothing queued yet
         inbound = writes.add_inbound(
             source_key="RIS|M1", topic="t", partition=0, offset=7, source_format="hl7v2",
             raw_sha256="a" * 64, outcome="drafted",
@@ -55,8 +55,10 @@ async def test_queued_rows_are_invisible_until_flushed_then_all_written(
         )  # fmt: skip
         writes.mark_published([row.id])
         assert await store.find_inbound(session, source_key="RIS|M1") is None  # still queued
-        await store.flush_writes(session)
-        await store.flush_writes(session)  # a second flush has nothing left to write
+        assert writes  # queued
+        await writes.flush(session)
+        assert not writes
+        await writes.flush(session)  # a second flush has nothing left to write
         await session.commit()
 
     async with database.sessions() as session:
@@ -79,10 +81,7 @@ async def test_new_drafts_supersede_older_pending_ones_in_order(database: Databa
             session, source_key="RIS|OLD", topic="t", partition=0, offset=1,
             source_format="hl7v2", raw_sha256="b" * 64, outcome="drafted",
         )  # fmt: skip
-        old = await store.insert_draft(
-            session, inbound_id=inbound.id, report_key="RIS|OLD#0",
-            report=_report("ACC1", "Old findings.", "OLD"), draft=_draft(), adapter_version="1",
-        )  # fmt: skip
+        # (the approved one first: storing a draft supersedes the accession's pending ones)
         approved = await store.insert_draft(
             session, inbound_id=inbound.id, report_key="RIS|OLD#1",
             report=_report("ACC1", "Older findings.", "OLD"), draft=_draft(),
@@ -93,12 +92,16 @@ async def test_new_drafts_supersede_older_pending_ones_in_order(database: Databa
             .where(DraftRecord.__table__.c.id == approved.id)
             .values(status="approved")
         )
+        old = await store.insert_draft(
+            session, inbound_id=inbound.id, report_key="RIS|OLD#0",
+            report=_report("ACC1", "Old findings.", "OLD"), draft=_draft(), adapter_version="1",
+        )  # fmt: skip
         await session.commit()
 
     # One batch: two new drafts of ACC1 (from two messages) and one of ACC2.
     lists: list[list[str]] = [[], [], []]
     async with database.sessions() as session:
-        writes = store.pending_writes(session)
+        writes = store.Writes()
         rows = []
         accessions = ("ACC1", "ACC2", "ACC1")
         for i, (accession, superseded) in enumerate(zip(accessions, lists, strict=True)):
@@ -112,7 +115,7 @@ async def test_new_drafts_supersede_older_pending_ones_in_order(database: Databa
                 adapter_version="1", superseded=superseded,
             )  # fmt: skip
             rows.append(row)
-        await store.flush_writes(session)
+        await writes.flush(session)
         await session.commit()
 
     first, other, second = rows
@@ -137,11 +140,12 @@ async def test_a_duplicate_key_in_a_flush_is_a_duplicate_key_error(database: Dat
         await session.commit()
     with pytest.raises(store.DuplicateKeyError):
         async with database.sessions() as session, store.storage_errors():
-            store.pending_writes(session).add_inbound(
+            writes = store.Writes()
+            writes.add_inbound(
                 source_key="RIS|DUP", topic="t", partition=0, offset=2,
                 source_format="hl7v2", raw_sha256="d" * 64, outcome="drafted",
             )  # fmt: skip
-            await store.flush_writes(session)
+            await writes.flush(session)
     async with database.sessions() as session:
         rows = (await session.execute(select(InboundMessage.offset))).scalars().all()
     assert list(rows) == [1]

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from integration.audit.log import AuditEvent, verify_chain
 from integration.storage.db import AuditEntry, Database, InboundMessage
 from integration.storage.group_commit import GroupCommitter, UnitOfWork
-from integration.storage.repository import DuplicateKeyError, pending_writes, record_inbound
+from integration.storage.repository import DuplicateKeyError, Writes, record_inbound
 
 MakeUnit = Callable[[str, int], UnitOfWork[str]]
 
@@ -29,7 +29,9 @@ def _event(entity_id: str, action: str = "received") -> AuditEvent:
 
 
 def _unit(source_key: str, offset: int) -> UnitOfWork[str]:
-    async def work(session: AsyncSession) -> tuple[str, Sequence[AuditEvent]]:
+    """A unit that writes its row at once (queued and flushed in its own step)."""
+
+    async def work(session: AsyncSession, _writes: Writes) -> tuple[str, Sequence[AuditEvent]]:
         row = await record_inbound(
             session,
             source_key=source_key,
@@ -48,8 +50,8 @@ def _unit(source_key: str, offset: int) -> UnitOfWork[str]:
 def _queued_unit(source_key: str, offset: int) -> UnitOfWork[str]:
     """Like :func:`_unit`, but the row is queued and written when the batch commits."""
 
-    async def work(session: AsyncSession) -> tuple[str, Sequence[AuditEvent]]:
-        row = pending_writes(session).add_inbound(
+    async def work(_session: AsyncSession, writes: Writes) -> tuple[str, Sequence[AuditEvent]]:
+        row = writes.add_inbound(
             source_key=source_key, topic="radiology.hl7.oru", partition=0, offset=offset,
             source_format="hl7v2", raw_sha256="b" * 64, outcome="drafted",
         )  # fmt: skip
@@ -114,7 +116,7 @@ async def test_a_unit_cancelled_before_its_transaction_is_dropped(database: Data
     committer = GroupCommitter(database)
     gate = asyncio.Event()
 
-    async def slow(session: AsyncSession) -> tuple[None, Sequence[AuditEvent]]:
+    async def slow(session: AsyncSession, _writes: Writes) -> tuple[None, Sequence[AuditEvent]]:
         await gate.wait()
         return None, [_event("slow")]
 
