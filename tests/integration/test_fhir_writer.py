@@ -262,3 +262,15 @@ def test_preliminary_has_no_results_interpreter(fhir_validate: Validate) -> None
     dr = bundle["entry"][0]["resource"]
     assert "resultsInterpreter" not in dr
     assert "Zielinski" not in json.dumps(bundle)
+
+
+def test_the_writer_refuses_a_bundle_it_cannot_validate() -> None:
+    """What the writer builds is validated with the R4B models; a broken one never leaves."""
+    from integration.codecs.fhir import writer
+    from integration.errors import RenderError
+
+    broken = {"fullUrl": "urn:uuid:x", "resource": {"resourceType": "DiagnosticReport"}}
+    with pytest.raises(RenderError, match="not valid R4"):
+        writer._bundle([broken])  # no status, no code: not a DiagnosticReport
+    ok = writer._bundle([])
+    assert ok == {"resourceType": "Bundle", "type": "transaction", "entry": []}

@@ -274,7 +274,24 @@ def _report_url(identifier: JsonObject) -> str:
 
 
 def _bundle(entries: list[JsonObject]) -> JsonObject:
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    """The transaction Bundle of ``entries``, validated with the ``fhir.resources`` R4B
+    models the reader uses (about a millisecond): a Bundle the writer cannot vouch for is a
+    :class:`~integration.errors.RenderError`, never a message sent downstream."""
+    bundle: JsonObject = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    from fhir.resources.R4B.bundle import Bundle
+    from pydantic import ValidationError
+
+    try:
+        Bundle.model_validate(bundle)
+    except ValidationError as exc:  # where and what only: the input values may hold PHI
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise RenderError(
+            f"the FHIR Bundle built is not valid R4: {where}: {first.get('msg', 'invalid')}"
+        ) from exc
+    except (TypeError, ValueError) as exc:
+        raise RenderError(f"the FHIR Bundle built is not valid R4 ({type(exc).__name__})") from exc
+    return bundle
 
 
 def _source_entity(report: RadiologyReport, accession: JsonObject) -> JsonObject:
