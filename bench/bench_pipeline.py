@@ -216,14 +216,13 @@ async def _cpu_floor(messages: list[tuple[str, bytes, bytes]]) -> float:
     import hashlib
     import json
 
-    from integration.audit.log import compute_row_hash
-    from integration.report.model import DraftProvenance
-
     from inference.backends.instant import InstantBackend
     from inference.drafting.drafter import Drafter
+    from integration.audit.log import compute_row_hash
     from integration.codecs.codec import parse_message
     from integration.codecs.fhir.writer import build_preliminary_bundle
     from integration.codecs.hl7.writer import build_preliminary_oru, encode_er7
+    from integration.report.model import DraftProvenance
 
     drafter = Drafter(InstantBackend(adapter_id="radiology"), verify=False)
     start = time.perf_counter()

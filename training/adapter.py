@@ -223,6 +223,12 @@ def write_model_card(adapter_dir: Path, meta: AdapterMetadata) -> None:
         if meta.retrieval
         else "no"
     )
+    grounding = ""
+    if Prompter.load(meta.prompt_template).template.positives_block:
+        grounding = (
+            "\nFindings-grounded: the positive findings extracted from the report itself\n"
+            "(`inference.drafting.findings.finding_hints`) are listed in the prompt, or `none`.\n"
+        )
     rows = _metric_rows(meta.metrics)
     metrics_table = (
         "| split | reports | ROUGE-1 | ROUGE-2 | ROUGE-L |\n|---|---|---|---|---|\n"
@@ -244,7 +250,7 @@ report from its FINDINGS. It is loaded by the radgpt embedded backend, TGI (`--l
 {meta.name}=<dir>`) and vLLM (`--lora-modules {meta.name}=<dir>`). Prompts are built with
 the `{meta.prompt_template}` template (`inference/templates/{meta.prompt_template}.json`);
 retrieval augmentation: {retrieval}.
-
+{grounding}
 ## Intended use
 
 Drafts for radiologists, labelled as AI-generated and preliminary, which a radiologist

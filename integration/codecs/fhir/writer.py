@@ -284,7 +284,8 @@ def _bundle(entries: list[JsonObject]) -> JsonObject:
     try:
         Bundle.model_validate(bundle)
     except ValidationError as exc:  # where and what only: the input values may hold PHI
-        first = exc.errors()[0] if exc.errors() else {}
+        errors = exc.errors()
+        first: dict[str, Any] = dict(errors[0]) if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise RenderError(
             f"the FHIR Bundle built is not valid R4: {where}: {first.get('msg', 'invalid')}"
