@@ -392,6 +392,27 @@ LEXICON: Final[tuple[Concept, ...]] = (
         r"infectious (?:process|etiology)",
         related=lung_related("infection") | {"pneumonia"},
     ),
+    _c(
+        "bronchitis",
+        r"bronchitis",
+        r"bronchiolitis",
+        r"bronch(?:ial|ovascular) wall thickening",
+        r"peribronchial (?:thickening|cuffing|opacit(?:y|ies))",
+        r"airway inflammation",
+        related={"infection", "pneumonia", "interstitial disease"},
+        acute=True,
+    ),
+    _c(
+        "low lung volumes",
+        r"(?:low|diminished|decreased|reduced|small) (?:inspiratory |lung )volumes?",
+        r"lung volumes? (?:are |is |remain |remains |appear |appears )?(?:slightly |mildly |"
+        r"somewhat |very |again )?(?:low|diminished|decreased|reduced)",
+        r"hypoinflat(?:ed|ion)",
+        r"hypoventilat(?:ed|ion|ory)(?: changes)?",
+        r"poor(?:ly)? inspirat(?:ion|ory)(?: effort)?",
+        r"shallow inspiration",
+        lateral=False,
+    ),
     _c("aspiration", r"aspiration", related=lung_related("aspiration")),
     _c(
         "infiltrate",
