@@ -310,6 +310,43 @@ def write_predictions(path: Path, predictions: Sequence[Prediction]) -> None:
             fh.write(json.dumps(p.to_json(), ensure_ascii=False) + "\n")
 
 
+def recheck_predictions(predictions: Sequence[Prediction]) -> list[Prediction]:
+    """Verify and choose again, with the checks as they are now, over stored greedy drafts.
+
+    Exact for rows of a ``--drafting verify --samples 0`` run (one candidate each, the greedy
+    draft stored as ``output`` or, when it was replaced, as ``greedy``): the model's greedy
+    draft is deterministic, so this is what drafting would give today, in seconds.  Rows
+    with sampled candidates, or without the greedy draft, are refused.
+    """
+    from inference.drafting.choose import verify
+    from inference.drafting.findings import extractive_impression
+
+    out: list[Prediction] = []
+    for p in predictions:
+        if p.candidates != 1 or (p.method not in (None, "model") and p.greedy is None):
+            raise ValueError(
+                f"idx {p.idx}: --recheck needs the rows of a --samples 0 verify run with the "
+                "greedy draft stored (re-draft with this version of radgpt eval)"
+            )
+        greedy = p.greedy if p.greedy is not None else p.output
+        verdict = verify(p.inputs, greedy)
+        if verdict.passes:
+            text, flags, method = greedy, verdict.flags, "model"
+        else:
+            text = extractive_impression(p.inputs)
+            flags, method = tuple(check_draft(p.inputs, text)), "extractive-fallback"
+        out.append(
+            dataclasses.replace(
+                p,
+                output=text,
+                method=method,
+                flags=tuple(dataclasses.asdict(f) for f in flags),
+                greedy=greedy if text != greedy else None,
+            )
+        )
+    return out
+
+
 def read_predictions(path: Path) -> list[Prediction]:
     preds = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -621,6 +658,13 @@ def eval_command(
         Path | None, typer.Option(help="re-draft stored predictions and compare exactly")
     ] = None,
     sample: Annotated[int | None, typer.Option(help="with --verify: check N random lines")] = None,
+    recheck: Annotated[
+        Path | None,
+        typer.Option(
+            help="re-run verify and choose with the current checks over the greedy drafts "
+            "stored by a --samples 0 run (no model), then score; --out keeps the rows"
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="first N reports only")] = None,
     no_adapter: Annotated[bool, typer.Option("--base", help="the base model alone")] = False,
     baselines: Annotated[bool, typer.Option(help="score the baselines too")] = True,
@@ -685,7 +729,14 @@ def eval_command(
     baseline_index = (
         ExemplarIndex.build((e.id, e.findings, e.impression) for e in train) if train else None
     )
-    if predictions is not None:
+    if predictions is not None and recheck is not None:
+        raise ValueError("use --score or --recheck, not both")
+    if recheck is not None:
+        preds = recheck_predictions(read_predictions(recheck))
+        if out is not None:
+            write_predictions(out, preds)
+            typer.echo(f"wrote {len(preds)} re-checked predictions to {out}")
+    elif predictions is not None:
         preds = read_predictions(predictions)
     else:
         examples = load_split(data, split)[:limit]

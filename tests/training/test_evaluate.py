@@ -314,3 +314,54 @@ def test_a_verify_run_with_stored_greedy_candidates_also_scores_greedy_drafting(
     # with sampled candidates the greedy one is not stored: no greedy system
     sampled = [preds[0], Prediction(2, "Lungs are clear.", "Normal.", "Normal.", candidates=4)]
     assert "model (greedy)" not in evaluation_report(sampled)
+
+
+def test_recheck_runs_verify_and_choose_again_over_the_stored_greedy_drafts() -> None:
+    from training.evaluate import recheck_predictions
+
+    rows = [
+        # greedy passed then and passes now: kept
+        Prediction(1, "Lungs are clear.", "Normal chest.", "Normal chest.", method="model",
+                   candidates=1),
+        # greedy passed then, but today's checks see the low lung volumes it left out
+        Prediction(2, "Low lung volumes. The lungs are clear.", "Low lung volumes.",
+                   "No acute cardiopulmonary abnormality.", method="model", candidates=1),
+        # the greedy draft had been replaced: today it is checked again
+        Prediction(3, "Large right pleural effusion.", "Right effusion.",
+                   "Large right pleural effusion.", method="extractive-fallback", candidates=1,
+                   greedy="No acute cardiopulmonary abnormality."),
+    ]  # fmt: skip
+    again = recheck_predictions(rows)
+    assert [(p.output, p.method) for p in again] == [
+        ("Normal chest.", "model"),
+        ("Low lung volumes.", "extractive-fallback"),
+        ("Large right pleural effusion.", "extractive-fallback"),
+    ]
+    assert again[0].greedy is None and again[0].flags == ()
+    assert again[1].greedy == "No acute cardiopulmonary abnormality."
+    assert again[2].greedy == "No acute cardiopulmonary abnormality."
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        Prediction(1, "Effusion.", "Effusion.", "Effusion.", method="model", candidates=4),
+        Prediction(1, "Effusion.", "Effusion.", "Effusion.", method="extractive-fallback",
+                   candidates=1),
+        Prediction(1, "Effusion.", "Effusion.", "Effusion."),
+    ],
+)  # fmt: skip
+def test_recheck_refuses_rows_it_cannot_reproduce(row: Prediction, tmp_path: Path) -> None:
+    from training.evaluate import recheck_predictions
+
+    with pytest.raises(ValueError, match="--recheck needs"):
+        recheck_predictions([row])
+    path = tmp_path / "sampled.jsonl"
+    write_predictions(path, [row])
+    result = subprocess.run(
+        [sys.executable, "-m", "integration", "eval", "--recheck", str(path), "--no-baselines"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("error: idx 1: --recheck needs")
