@@ -274,3 +274,27 @@ def test_the_writer_refuses_a_bundle_it_cannot_validate() -> None:
         writer._bundle([broken])  # no status, no code: not a DiagnosticReport
     ok = writer._bundle([])
     assert ok == {"resourceType": "Bundle", "type": "transaction", "entry": []}
+
+
+def test_a_draft_of_the_base_model_alone_still_makes_a_valid_bundle() -> None:
+    """No adapter (an empty adapter id): no empty FHIR string, the Bundle validates."""
+    from datetime import UTC, datetime
+
+    from integration.codecs.fhir.writer import build_preliminary_bundle
+    from integration.report.model import DraftProvenance, RadiologyReport
+
+    report = RadiologyReport(
+        source_format="hl7v2", message_id="M1", accession="ACC-BASE", patient_id="MRN1",
+        modality="CR", findings="Small right pleural effusion.",
+        procedure={"code": "71046", "display": "XR chest 2 views", "system": "http://www.ama-assn.org/go/cpt"},
+    )  # fmt: skip
+    draft = DraftProvenance(
+        draft_id="D1", model_id="instant-extractive", adapter_id="",
+        drafted_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )  # fmt: skip
+    bundle = build_preliminary_bundle(report, "Right effusion.", draft)
+    device = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Device"
+    )
+    assert device["version"] == [{"type": {"text": "base model"}, "value": "instant-extractive"}]
+    assert device["deviceName"][1]["name"] == "radgpt impression drafter (base model)"

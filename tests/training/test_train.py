@@ -228,9 +228,13 @@ def test_radgpt_eval_command_on_the_tiny_adapter(  # type: ignore[no-untyped-def
     lines = [json.loads(line) for line in preds.read_text().splitlines()]
     assert len(lines) == 3
     # the default drafting is verify-and-choose: each line says how its draft was made
-    assert set(lines[0]) == {
-        "idx", "inputs", "target", "output", "method", "flags", "exemplars", "candidates"
-    }  # fmt: skip
+    # (and, when the greedy draft was replaced, what the greedy draft was)
+    for line in lines:
+        assert set(line) == {
+            "idx", "inputs", "target", "output", "method", "flags", "exemplars", "candidates"
+        } | ({"greedy"} if line["method"] != "model" else set())  # fmt: skip
+        if line["method"] != "model":
+            assert line["greedy"] and line["greedy"] != line["output"]
     assert all(line["method"] in {"model", "extractive-fallback"} for line in lines)
     assert all(line["candidates"] == 1 for line in lines)  # --samples 0, the default
     report = json.loads(metrics.read_text())

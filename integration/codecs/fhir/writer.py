@@ -247,14 +247,18 @@ def _device(draft: DraftProvenance) -> tuple[JsonObject, str]:
     adapter = draft.adapter_id + (f"@{draft.adapter_version}" if draft.adapter_version else "")
     value = f"{draft.model_id}|{adapter}"
     versions: list[JsonObject] = [{"type": {"text": "base model"}, "value": draft.model_id}]
-    versions.append({"type": {"text": "LoRA adapter"}, "value": adapter})
+    if adapter:  # FHIR strings are never empty: a draft of the base model has no adapter entry
+        versions.append({"type": {"text": "LoRA adapter"}, "value": adapter})
     device: JsonObject = {
         "resourceType": "Device",
         "identifier": [{"system": MODEL_SYSTEM, "value": value}],
         "status": "active",
         "deviceName": [
             {"name": draft.model_id, "type": "model-name"},
-            {"name": f"radgpt impression drafter ({adapter})", "type": "user-friendly-name"},
+            {
+                "name": f"radgpt impression drafter ({adapter or 'base model'})",
+                "type": "user-friendly-name",
+            },
         ],
         "modelNumber": draft.model_id,
         "type": {"text": "Artificial-Intelligence"},
