@@ -5,8 +5,8 @@ changes are queued on it and written by :meth:`Writes.flush` with one statement 
 (the superseding of older pending drafts is implemented there and nowhere else).  The group
 committer makes one per transaction, hands it to every unit with the session and flushes it
 before the audit append; code that reads inside a transaction flushes first, explicitly.
-:func:`record_inbound`, :func:`insert_draft`, :func:`mark_published` and
-:func:`set_inbound_outcome` are the same path for one change (queue, flush).  Nothing is
+:func:`record_inbound`, :func:`insert_draft` and :func:`mark_published` are the same
+path for one change (queue, flush; test set-ups and one-off scripts use them).  Nothing is
 kept on the session; nothing here commits.  Database driver errors are translated to
 :class:`~integration.errors.StorageError` by :func:`storage_errors` at the transaction
 boundary (the worker retries those).
@@ -41,7 +41,6 @@ __all__ = [
     "provenance_of",
     "record_inbound",
     "report_of",
-    "set_inbound_outcome",
     "storage_errors",
 ]
 
@@ -425,15 +424,6 @@ async def mark_published(session: AsyncSession, *, draft_ids: Sequence[str]) -> 
     """:meth:`Writes.mark_published`, flushed at once."""
     writes = Writes()
     writes.mark_published(draft_ids)
-    await writes.flush(session)
-
-
-async def set_inbound_outcome(
-    session: AsyncSession, *, inbound: InboundMessage, outcome: str
-) -> None:
-    """:meth:`Writes.set_outcome` of a stored row, flushed at once."""
-    writes = Writes()
-    writes.set_outcome(inbound, outcome)
     await writes.flush(session)
 
 
